@@ -1,0 +1,35 @@
+"""source-usage: an Airbyte source (and Singer tap) for usage and cost data from network and IoT vendors."""
+
+from setuptools import find_packages, setup
+
+VERSION = "0.1.0"
+
+setup(
+    name="source-usage",
+    version=VERSION,
+    description="Airbyte source for usage and cost data from Cisco Meraki, Twilio Super SIM, emnify and ThousandEyes",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["source_usage", "source_usage.*"]),
+    package_data={"source_usage": ["spec.json", "schemas/*.json"]},
+    include_package_data=True,
+    install_requires=[
+        "airbyte-cdk>=7.28,<8",
+        "requests>=2.31,<3",
+        "jsonschema>=4.17,<5",
+        "pendulum>=3,<4",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "requests-mock>=1.11,<2"],
+        "demo": ["airbyte>=0.71,<0.72"],
+    },
+    entry_points={
+        "console_scripts": [
+            "source-usage=source_usage.run:run",
+            "source-usage-sandbox=source_usage.emulator.cli:main",
+            "source-usage-demo=source_usage.demo:main",
+        ],
+    },
+)

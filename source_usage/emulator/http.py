@@ -1,0 +1,111 @@
+"""The emulator's small HTTP model: what a vendor app receives and answers."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlencode
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # below the vendor's prefix, e.g. "/organizations/123/networks"
+    query: Dict[str, List[str]]
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    base_url: str  # scheme://host:port + the vendor's prefix, for absolute links
+
+    def param(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def url(self, path: Optional[str] = None, **params: Any) -> str:
+        """An absolute URL below this vendor, with `params` replacing the request's query parameters."""
+        merged = {key: values[0] for key, values in self.query.items()}
+        merged.update({key: value for key, value in params.items() if value is not None})
+        for key in [key for key, value in params.items() if value is None]:
+            merged.pop(key, None)
+        query = urlencode(merged, safe=",:")
+        return f"{self.base_url}{path if path is not None else self.path}" + (f"?{query}" if query else "")
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # JSON-serialisable, or bytes sent as they are
+    headers: List[Tuple[str, str]] = field(default_factory=list)
+    content_type: str = "application/json"
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, (bytes, bytearray)):
+            return bytes(self.body)
+        if self.body is None:
+            return b""
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def json_response(body: Any, status: int = 200, headers: Optional[List[Tuple[str, str]]] = None, content_type: str = "application/json") -> Response:
+    return Response(status=status, body=body, headers=list(headers or []), content_type=content_type)
+
+
+class TokenBucket:
+    """A thread-safe token bucket: `rate` tokens per second, holding at most `capacity`."""
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._tokens = capacity
+        self._updated = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> Optional[float]:
+        """Take one token; None if granted, else the seconds until one is available."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return None
+            return (1 - self._tokens) / self.rate
+
+
+def retry_after_seconds(wait: float) -> str:
+    """Retry-After as whole seconds (what Meraki's SDK expects), never less than one."""
+    return str(max(1, math.ceil(wait)))
+
+
+class FixedWindow:
+    """N requests per window that starts at the first request and rolls over after `period` seconds."""
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self._start: Optional[float] = None
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> Tuple[bool, int, float]:
+        """(granted, remaining, reset epoch seconds)."""
+        with self._lock:
+            now = time.time()
+            if self._start is None or now >= self._start + self.period:
+                self._start, self._used = now, 0
+            granted = self._used < self.limit
+            if granted:
+                self._used += 1
+            return granted, self.limit - self._used, self._start + self.period
+
+    def exhaust(self, seconds: float) -> None:
+        """Use up the window and make it last `seconds` from now (a 429 storm)."""
+        with self._lock:
+            now = time.time()
+            self._start, self._used = now - self.period + seconds, self.limit

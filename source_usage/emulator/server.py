@@ -1,0 +1,265 @@
+"""A loopback HTTP server that emulates the four vendors, with fault injection and a control API.
+
+Vendors are served under their own prefixes (`/meraki/api/v1`, `/twilio/v1`, `/emnify/api/v1`,
+`/thousandeyes/v7`); `/_emulator/...` answers tests and tools:
+
+* `GET  /_emulator/config`              a ready-to-use connector config
+* `GET  /_emulator/expected/<stream>`   the records a complete read of the stream must return
+* `GET  /_emulator/stats`               requests served per vendor and route, and how many got 429
+* `POST /_emulator/advance?steps=1`     make new usage appear
+* `POST /_emulator/faults`              set fault rates: `{"vendor": "meraki" | null, "error_rate": 0.1, ...}`
+* `POST /_emulator/storm?vendor=&count=` answer the next `count` requests of a vendor with 429
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Iterable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from source_usage.emulator.app import VendorApp
+from source_usage.emulator.faults import HTML_502, FaultDice, FaultPlan
+from source_usage.emulator.http import Request, Response, json_response
+
+ALL_VENDORS = ("meraki", "twilio", "emnify", "thousandeyes")
+
+
+def build_app(name: str, seed: int, scale: int, rate_limits: bool, **knobs: Any) -> VendorApp:
+    if name == "meraki":
+        from source_usage.emulator.meraki import MerakiApp
+
+        return MerakiApp(seed, scale, rate_limits, **knobs)
+    if name == "twilio":
+        from source_usage.emulator.twilio import TwilioApp
+
+        return TwilioApp(seed, scale, rate_limits, **knobs)
+    if name == "emnify":
+        from source_usage.emulator.emnify import EmnifyApp
+
+        return EmnifyApp(seed, scale, rate_limits, **knobs)
+    if name == "thousandeyes":
+        from source_usage.emulator.thousandeyes import ThousandEyesApp
+
+        return ThousandEyesApp(seed, scale, rate_limits, **knobs)
+    raise ValueError(f"unknown vendor {name!r}")
+
+
+class Emulator:
+    """The four vendors on 127.0.0.1, deterministic from `seed` and sized by `scale`.
+
+    `knobs` are per vendor, e.g. `meraki={"organizations": 4}`; see each vendor app for what it takes.
+    """
+
+    def __init__(
+        self,
+        seed: int = 7,
+        scale: int = 1,
+        rate_limits: bool = True,
+        vendors: Iterable[str] = ALL_VENDORS,
+        faults: Optional[FaultPlan] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **knobs: Dict[str, Any],
+    ) -> None:
+        self.apps: Dict[str, VendorApp] = {
+            name: build_app(name, seed, scale, rate_limits, **knobs.get(name, {})) for name in vendors
+        }
+        self.faults: Dict[str, FaultPlan] = {name: faults or FaultPlan() for name in self.apps}
+        self._dice = FaultDice(seed)
+        self._server = _Server((host, port), _Handler)
+        self._server.emulator = self  # type: ignore[attr-defined]
+        self._thread: Optional[threading.Thread] = None
+
+    # ----- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "Emulator":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ----- what tests ask ---------------------------------------------------------------------------
+
+    def base_url(self, vendor: str) -> str:
+        return self.url + self.apps[vendor].prefix
+
+    def config(self, vendors: Optional[Iterable[str]] = None, start_date: Optional[str] = None) -> Dict[str, Any]:
+        config: Dict[str, Any] = {}
+        if start_date:
+            config["start_date"] = start_date
+        for name in vendors or self.apps:
+            config[name] = self.apps[name].connector_config(self.base_url(name))
+        return config
+
+    def app_for_stream(self, stream: str) -> VendorApp:
+        for app in self.apps.values():
+            if stream in app.streams:
+                return app
+        raise KeyError(f"no emulated vendor serves stream {stream!r}")
+
+    def expected(self, stream: str, **options: Any) -> list:
+        return self.app_for_stream(stream).expected(stream, **options)
+
+    def advance(self, steps: int = 1) -> None:
+        for app in self.apps.values():
+            app.advance(steps)
+
+    def set_faults(self, plan: FaultPlan, vendor: Optional[str] = None) -> None:
+        for name in [vendor] if vendor else list(self.apps):
+            self.faults[name] = plan
+
+    def storm(self, vendor: str, count: int) -> None:
+        self.apps[vendor].storm(count)
+
+    def stats(self) -> Dict[str, Any]:
+        return {name: app.stats() for name, app in self.apps.items()}
+
+    def reset_stats(self) -> None:
+        for app in self.apps.values():
+            app.reset_stats()
+
+    # ----- serving -----------------------------------------------------------------------------------
+
+    def route(self, path: str) -> Optional[VendorApp]:
+        for app in self.apps.values():
+            if path == app.prefix or path.startswith(app.prefix + "/"):
+                return app
+        return None
+
+    def control(self, method: str, path: str, query: Dict[str, list], body: bytes) -> Response:
+        action = path[len("/_emulator/"):]
+        if method == "GET" and action == "config":
+            return json_response(self.config(start_date=(query.get("start_date") or [None])[0]))
+        if method == "GET" and action.startswith("expected/"):
+            options = {key: values[0] for key, values in query.items()}
+            return json_response(self.expected(action[len("expected/"):], **options))
+        if method == "GET" and action == "stats":
+            return json_response(self.stats())
+        if method == "POST" and action == "stats/reset":
+            self.reset_stats()
+            return json_response({"ok": True})
+        if method == "POST" and action == "advance":
+            self.advance(int((query.get("steps") or ["1"])[0]))
+            return json_response({"ok": True})
+        if method == "POST" and action == "faults":
+            values = json.loads(body or b"{}")
+            self.set_faults(FaultPlan.from_mapping(values), values.get("vendor"))
+            return json_response({"ok": True})
+        if method == "POST" and action == "storm":
+            self.storm(query["vendor"][0], int(query.get("count", ["10"])[0]))
+            return json_response({"ok": True})
+        return json_response({"error": f"unknown control request {method} {path}"}, 404)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "source-usage-emulator"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        emulator: Emulator = self.server.emulator  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if parts.path.startswith("/_emulator/"):
+            self._write(emulator.control(self.command, parts.path, query, body))
+            return
+        app = emulator.route(parts.path)
+        if app is None:
+            self._write(json_response({"error": "no such vendor"}, 404))
+            return
+        host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+        request = Request(
+            method=self.command,
+            path=parts.path[len(app.prefix):] or "/",
+            query=query,
+            headers={key.lower(): value for key, value in self.headers.items()},
+            body=body,
+            base_url=f"http://{host}{app.prefix}",
+        )
+        fault = emulator._dice.roll(emulator.faults[app.name])
+        if fault == "slow":
+            time.sleep(emulator.faults[app.name].slow_seconds)
+        if fault == "error":
+            status = emulator._dice.pick([500, 502, 503, 504])
+            app.count("(injected)", status)
+            if status == 502:
+                self._write(Response(status, HTML_502, content_type="text/html"))
+            else:
+                self._write(json_response({"error": "injected server error"}, status))
+            return
+        if app.take_storm():
+            response = app.rate_limited(request)
+        else:
+            response = app.handle(request)
+        app.count(_route(request.path), response.status)
+        if fault == "drop":
+            self._write(response, drop=True)
+        elif fault == "malformed" and 200 <= response.status < 300:
+            encoded = response.encoded()
+            self._write(Response(response.status, encoded[: max(1, len(encoded) // 2)] + b"\x00garbage", response.headers, response.content_type))
+        else:
+            self._write(response)
+
+    def _write(self, response: Response, drop: bool = False) -> None:
+        payload = response.encoded()
+        self.send_response_only(response.status)
+        names = {name.lower() for name, _ in response.headers}
+        if "date" not in names:
+            self.send_header("Date", formatdate(usegmt=True))
+        if payload or response.status != 204:
+            self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if drop:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.wfile.write(payload)
+
+
+def _route(path: str) -> str:
+    from source_usage.emulator.app import route_of
+
+    return route_of(path)

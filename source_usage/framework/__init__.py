@@ -1,0 +1,1 @@
+"""The machinery under every vendor's streams: paging, retries, budgets, state, validation."""

@@ -1,0 +1,73 @@
+"""Everything a vendor's streams share within one sync: base URL, session, credentials, budget, errors."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.sources.message import InMemoryMessageRepository
+from airbyte_cdk.sources.streams.call_rate import APIBudget, LimiterSession
+from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
+from requests.auth import AuthBase
+
+from source_usage.framework.backoff import RetryAfterBackoff
+from source_usage.framework.error_handling import VendorErrorHandler, VendorErrors
+from source_usage.framework.errors import UsageError
+from source_usage.framework.http_client import RetryPolicy, UsageHttpClient
+
+DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds: no request may hang
+
+
+@dataclass
+class Vendor:
+    """One configured vendor. Its streams share one connection pool, authenticator and API budget."""
+
+    name: str
+    base_url: str
+    errors: VendorErrors
+    authenticator: Optional[AuthBase]
+    budget: APIBudget = field(default_factory=lambda: APIBudget(policies=[]))
+    backoff: List[BackoffStrategy] = field(default_factory=lambda: [RetryAfterBackoff()])
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: Tuple[float, float] = DEFAULT_TIMEOUT
+    max_workers: int = 4
+    rejection: Optional[UsageError] = None
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self.session = LimiterSession(api_budget=self.budget)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self.max_workers))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = "source-usage (Airbyte source; https://github.com/source-usage/source-usage)"
+        self.error_handler = VendorErrorHandler(
+            self.errors, max_retries=self.retry_policy.max_retries, on_rejected=self._remember_rejection
+        )
+
+    def client(self, name: str, logger: logging.Logger, error_handler: Optional[VendorErrorHandler] = None) -> UsageHttpClient:
+        """An HttpClient for one stream (named for it in logs and stream statuses) on the shared session."""
+        client = UsageHttpClient(
+            name=name,
+            logger=logger,
+            error_handler=error_handler or self.error_handler,
+            session=self.session,
+            authenticator=self.authenticator,
+            backoff_strategy=self.backoff,
+            message_repository=InMemoryMessageRepository(),
+            request_timeout=self.timeout,
+            vendor=self.name,
+            retry_policy=self.retry_policy,
+        )
+        return client
+
+    def _remember_rejection(self, message: str) -> None:
+        if self.rejection is None:
+            self.rejection = UsageError(message, FailureType.config_error)
+
+    def raise_if_rejected(self) -> None:
+        """After the vendor rejected the credentials once, its other streams fail fast with the same message."""
+        if self.rejection is not None:
+            raise UsageError(str(self.rejection), FailureType.config_error)

@@ -1,0 +1,53 @@
+"""The `source-usage` console script: the Airbyte protocol commands spec, check, discover and read."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Mapping, Optional
+
+from airbyte_cdk.entrypoint import AirbyteEntrypoint
+from airbyte_cdk.logger import PRINT_BUFFER
+from airbyte_cdk.models import ConnectorSpecification
+from airbyte_cdk.sources.utils.schema_helpers import split_config
+
+from source_usage.config import UsageConfig
+from source_usage.framework.errors import UsageError
+from source_usage.source import SourceUsage
+
+
+class UsageEntrypoint(AirbyteEntrypoint):
+    """The CDK entrypoint, validating the config with messages that name the offending field."""
+
+    @staticmethod
+    def validate_connection(source_spec: ConnectorSpecification, config: Mapping) -> None:
+        connector_config, _ = split_config(config)
+        UsageConfig.parse(connector_config)
+
+
+class HideExpectedTracebacks(logging.Filter):
+    """A UsageError's message is the whole story: log it without the Python traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UsageError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def launch(args: Optional[List[str]] = None) -> None:
+    entrypoint = UsageEntrypoint(SourceUsage())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(HideExpectedTracebacks())
+    parsed = entrypoint.parse_args(sys.argv[1:] if args is None else args)
+    with PRINT_BUFFER:
+        for message in entrypoint.run(parsed):
+            print(f"{message}\n", end="")
+
+
+def run() -> None:
+    launch()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""One module per vendor: its authentication, errors, rate limits and streams."""
