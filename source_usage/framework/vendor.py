@@ -38,23 +38,33 @@ class Vendor:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        self.session = LimiterSession(api_budget=self.budget)
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self.max_workers))
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self.session.headers["User-Agent"] = "source-usage (Airbyte source; https://github.com/source-usage/source-usage)"
+        self.session = self._new_session()
         self.error_handler = VendorErrorHandler(
             self.errors, max_retries=self.retry_policy.max_retries, on_rejected=self._remember_rejection
         )
 
-    def client(self, name: str, logger: logging.Logger, error_handler: Optional[VendorErrorHandler] = None) -> UsageHttpClient:
-        """An HttpClient for one stream (named for it in logs and stream statuses) on the shared session."""
+    def client(
+        self,
+        name: str,
+        logger: logging.Logger,
+        error_handler: Optional[VendorErrorHandler] = None,
+        authenticated: bool = True,
+    ) -> UsageHttpClient:
+        """An HttpClient for one stream (named for it in logs and stream statuses) on the shared session.
+
+        `authenticated=False` gives a client on a session of its own without the authenticator, with the
+        same budget: for the login request of a token authenticator.
+        """
+        if authenticated:
+            session, authenticator = self.session, self.authenticator
+        else:
+            session, authenticator = self._new_session(), None
         client = UsageHttpClient(
             name=name,
             logger=logger,
             error_handler=error_handler or self.error_handler,
-            session=self.session,
-            authenticator=self.authenticator,
+            session=session,
+            authenticator=authenticator,
             backoff_strategy=self.backoff,
             message_repository=InMemoryMessageRepository(),
             request_timeout=self.timeout,
@@ -62,6 +72,14 @@ class Vendor:
             retry_policy=self.retry_policy,
         )
         return client
+
+    def _new_session(self) -> LimiterSession:
+        session = LimiterSession(api_budget=self.budget)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self.max_workers))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = "source-usage (Airbyte source; https://github.com/source-usage/source-usage)"
+        return session
 
     def _remember_rejection(self, message: str) -> None:
         if self.rejection is None:

@@ -1,0 +1,188 @@
+"""Runs the real `source-usage` console script against the emulator and inspects what it printed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from source_usage.source import SourceUsage
+
+CONNECTOR = str(Path(sys.executable).parent / "source-usage")
+
+
+def start_date(days_ago: int = 20) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Run:
+    """Everything one connector process wrote, parsed."""
+
+    returncode: int
+    messages: List[dict]
+    stdout: str
+    stderr: str
+    records_by_stream: Dict[str, List[dict]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for message in self.messages:
+            if message.get("type") == "RECORD":
+                record = message["record"]
+                self.records_by_stream.setdefault(record["stream"], []).append(record["data"])
+
+    def records(self, stream: str) -> List[dict]:
+        return self.records_by_stream.get(stream, [])
+
+    @property
+    def state_messages(self) -> List[dict]:
+        return [message["state"] for message in self.messages if message.get("type") == "STATE"]
+
+    def final_state(self) -> List[dict]:
+        """The last state of every stream, in the shape `read --state` takes."""
+        latest: Dict[str, dict] = {}
+        for state in self.state_messages:
+            name = state["stream"]["stream_descriptor"]["name"]
+            latest[name] = {"type": "STREAM", "stream": state["stream"]}
+        return list(latest.values())
+
+    @property
+    def errors(self) -> List[dict]:
+        return [
+            message["trace"]["error"]
+            for message in self.messages
+            if message.get("type") == "TRACE" and message["trace"].get("type") == "ERROR"
+        ]
+
+    def logs(self, *levels: str) -> List[str]:
+        return [
+            message["log"]["message"]
+            for message in self.messages
+            if message.get("type") == "LOG" and (not levels or message["log"]["level"] in levels)
+        ]
+
+    @property
+    def connection_status(self) -> Optional[dict]:
+        statuses = [message["connectionStatus"] for message in self.messages if message.get("type") == "CONNECTION_STATUS"]
+        return statuses[-1] if statuses else None
+
+    def stream_statuses(self, stream: str) -> List[str]:
+        return [
+            message["trace"]["stream_status"]["status"]
+            for message in self.messages
+            if message.get("type") == "TRACE"
+            and message["trace"].get("type") == "STREAM_STATUS"
+            and message["trace"]["stream_status"]["stream_descriptor"]["name"] == stream
+        ]
+
+
+def run_connector(
+    command: str,
+    config: Optional[Mapping[str, Any]] = None,
+    catalog: Optional[Mapping[str, Any]] = None,
+    state: Optional[Sequence[Mapping[str, Any]]] = None,
+    timeout: float = 600,
+    env: Optional[Mapping[str, str]] = None,
+    extra_args: Sequence[str] = (),
+) -> Run:
+    with tempfile.TemporaryDirectory() as folder:
+        args = [CONNECTOR, command]
+        for name, content in (("config", config), ("catalog", catalog), ("state", state)):
+            if content is not None:
+                path = Path(folder) / f"{name}.json"
+                path.write_text(json.dumps(content))
+                args += [f"--{name}", str(path)]
+        completed = subprocess.run(
+            [*args, *extra_args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+    messages = []
+    for line in completed.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                messages.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return Run(completed.returncode, messages, completed.stdout, completed.stderr)
+
+
+def configured_catalog(
+    config: Mapping[str, Any], streams: Optional[Iterable[str]] = None, sync_mode: str = "incremental"
+) -> Dict[str, Any]:
+    """A configured catalog for `streams` (default: all), incremental where the stream supports it."""
+    catalog = SourceUsage().discover(logging.getLogger("test"), config)
+    wanted = set(streams) if streams is not None else None
+    configured = []
+    for stream in catalog.streams:
+        if wanted is not None and stream.name not in wanted:
+            continue
+        modes = [mode.value for mode in stream.supported_sync_modes]
+        mode = sync_mode if sync_mode in modes else "full_refresh"
+        configured.append(
+            {
+                "stream": {
+                    "name": stream.name,
+                    "json_schema": stream.json_schema,
+                    "supported_sync_modes": modes,
+                    "source_defined_cursor": stream.source_defined_cursor,
+                    "default_cursor_field": stream.default_cursor_field,
+                    "source_defined_primary_key": stream.source_defined_primary_key,
+                },
+                "sync_mode": mode,
+                "cursor_field": stream.default_cursor_field or [],
+                "destination_sync_mode": "append",
+            }
+        )
+    if wanted is not None:
+        missing = wanted - {entry["stream"]["name"] for entry in configured}
+        assert not missing, f"streams not discovered: {missing}"
+    return {"streams": configured}
+
+
+def primary_key(catalog: Mapping[str, Any], stream: str) -> List[str]:
+    for entry in catalog["streams"]:
+        if entry["stream"]["name"] == stream:
+            return [path[0] for path in entry["stream"]["source_defined_primary_key"]]
+    raise KeyError(stream)
+
+
+def key_of(record: Mapping[str, Any], pk: Sequence[str]) -> tuple:
+    return tuple(json.dumps(record.get(field), sort_keys=True) for field in pk)
+
+
+def without_nulls(record: Mapping[str, Any]) -> dict:
+    """The Airbyte protocol serializer leaves out top-level null fields: a missing field means null."""
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def assert_records_match(actual: List[dict], expected: List[dict], pk: Sequence[str], stream: str) -> None:
+    """Same records by primary key, no duplicate keys, and every field equal (a missing field is null)."""
+    actual = [without_nulls(record) for record in actual]
+    expected = [without_nulls(record) for record in expected]
+    actual_keys = [key_of(record, pk) for record in actual]
+    duplicates = len(actual_keys) - len(set(actual_keys))
+    assert duplicates == 0, f"{stream}: {duplicates} duplicate primary keys"
+    actual_by_key = dict(zip(actual_keys, actual))
+    expected_by_key = {key_of(record, pk): record for record in expected}
+    missing = expected_by_key.keys() - actual_by_key.keys()
+    extra = actual_by_key.keys() - expected_by_key.keys()
+    assert not missing and not extra, (
+        f"{stream}: {len(missing)} missing (e.g. {sorted(missing)[:3]}), {len(extra)} extra (e.g. {sorted(extra)[:3]})"
+    )
+    for key, record in expected_by_key.items():
+        assert actual_by_key[key] == record, f"{stream} {key}: got {actual_by_key[key]}, expected {record}"
+
+
+def distinct_keys(records: Iterable[Mapping[str, Any]], pk: Sequence[str]) -> set:
+    return {key_of(record, pk) for record in records}
