@@ -20,6 +20,8 @@ setup(
         "requests>=2.31,<3",
         "jsonschema>=4.17,<5",
         "pendulum>=3,<4",
+        # Compiles each stream's JSON schema to Python: validating every record costs ~4 us instead of ~100 us.
+        "fastjsonschema>=2.19,<3",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "requests-mock>=1.11,<2"],
@@ -28,6 +30,7 @@ setup(
     entry_points={
         "console_scripts": [
             "source-usage=source_usage.run:run",
+            "tap-usage=source_usage.singer:main",
             "source-usage-sandbox=source_usage.emulator.cli:main",
             "source-usage-demo=source_usage.demo:main",
         ],
