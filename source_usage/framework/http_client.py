@@ -15,6 +15,7 @@ string, so no secret) and the last status.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ class RetryPolicy:
     backoff_cap: float = 30.0
     max_rate_limit_waits: int = 50
     max_single_wait: float = 300.0
+
+    @classmethod
+    def from_environment(cls) -> "RetryPolicy":
+        """The defaults, or `SOURCE_USAGE_MAX_RETRIES` / `SOURCE_USAGE_BACKOFF_BASE_SECONDS` when set
+        (operators on flaky links raise them; tests of failure paths lower them)."""
+        return cls(
+            max_retries=int(os.environ.get("SOURCE_USAGE_MAX_RETRIES", cls.max_retries)),
+            backoff_base=float(os.environ.get("SOURCE_USAGE_BACKOFF_BASE_SECONDS", cls.backoff_base)),
+        )
 
 
 class UsageHttpClient(HttpClient):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -21,6 +22,12 @@ from source_usage.framework.http_client import RetryPolicy, UsageHttpClient
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds: no request may hang
 
 
+def timeout_from_environment() -> Tuple[float, float]:
+    """(connect, read) timeouts; `SOURCE_USAGE_READ_TIMEOUT_SECONDS` changes the read timeout."""
+    read = os.environ.get("SOURCE_USAGE_READ_TIMEOUT_SECONDS")
+    return (DEFAULT_TIMEOUT[0], float(read)) if read else DEFAULT_TIMEOUT
+
+
 @dataclass
 class Vendor:
     """One configured vendor. Its streams share one connection pool, authenticator and API budget."""
@@ -31,8 +38,8 @@ class Vendor:
     authenticator: Optional[AuthBase]
     budget: APIBudget = field(default_factory=lambda: APIBudget(policies=[]))
     backoff: List[BackoffStrategy] = field(default_factory=lambda: [RetryAfterBackoff()])
-    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout: Tuple[float, float] = DEFAULT_TIMEOUT
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy.from_environment)
+    timeout: Tuple[float, float] = field(default_factory=timeout_from_environment)
     max_workers: int = 4
     rejection: Optional[UsageError] = None
 

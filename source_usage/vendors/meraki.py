@@ -163,7 +163,7 @@ def make_vendor(config: MerakiConfig, directory: MerakiDirectory, retry_policy: 
             rates=[Rate(limit=REQUESTS_PER_SECOND_PER_ORG, interval=timedelta(seconds=1.05))],
         ),
         max_workers=8,
-        retry_policy=retry_policy or RetryPolicy(),
+        retry_policy=retry_policy or RetryPolicy.from_environment(),
     )
 
 
