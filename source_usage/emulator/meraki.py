@@ -15,7 +15,6 @@ following day (up to yesterday), so an incremental sync finds new points.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -55,9 +54,11 @@ class MerakiApp(VendorApp):
         hidden_days: int = 2,
         coterm_organizations: Optional[int] = None,
         api_key: str = API_KEY,
+        corrupt_usage: bool = False,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
         self.api_key = api_key
+        self.corrupt_usage = corrupt_usage  # one usage point says recv "n/a": a record that breaks the schema
         self.now = utc_now()
         total_days = days + hidden_days
         yesterday = midnight(self.now) - DAY
@@ -176,8 +177,10 @@ class MerakiApp(VendorApp):
         }
 
     def _usage_point(self, client_id: str, day: int) -> dict:
-        recv = stable_int(self.seed, "recv", client_id, day, modulo=900000) + 100
+        recv: Any = stable_int(self.seed, "recv", client_id, day, modulo=900000) + 100
         sent = stable_int(self.seed, "sent", client_id, day, modulo=300000) + 10
+        if self.corrupt_usage and day == self.revealed_days - 1:
+            recv = "n/a"
         return {"ts": iso(self.day_starts[day], fraction=True), "recv": recv, "sent": sent}
 
     def _active_days(self, client_id: str) -> range:
@@ -406,7 +409,3 @@ class MerakiApp(VendorApp):
             links.append(f'<{request.url(startingAfter=ids[end - 1], endingBefore=None)}>; rel=next')
         links.append(f'<{request.url(endingBefore="0", startingAfter=None)}>; rel=last')
         return json_response(page, headers=[("Link", ", ".join(links))])
-
-
-def pages_needed(count: int, per_page: int) -> int:
-    return max(1, math.ceil(count / per_page))

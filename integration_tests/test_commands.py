@@ -1,0 +1,165 @@
+"""spec, check, discover and read of every stream, through the real `source-usage` process."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from integration_tests.harness import (
+    assert_records_match,
+    configured_catalog,
+    distinct_keys,
+    primary_key,
+    run_connector,
+    start_date,
+)
+from source_usage.emulator import Emulator
+
+USAGE_STREAMS = {
+    "meraki_client_usage_histories",
+    "meraki_organization_licenses",
+    "twilio_supersim_usage_records",
+    "emnify_endpoint_usage_monthly",
+    "emnify_endpoint_usage_last_hour",
+    "thousandeyes_usage",
+    "thousandeyes_test_usage",
+}
+LISTINGS = {"meraki_organizations", "meraki_networks", "meraki_network_clients", "emnify_endpoints"}
+
+
+def test_spec_marks_every_secret_and_exposes_exactly_the_documented_keys() -> None:
+    run = run_connector("spec")
+    assert run.returncode == 0
+    [spec] = [message["spec"] for message in run.messages if message["type"] == "SPEC"]
+    properties = spec["connectionSpecification"]["properties"]
+    assert set(properties) == {"start_date", "meraki", "twilio", "emnify", "thousandeyes"}
+    secrets = {
+        (vendor, key)
+        for vendor in ("meraki", "twilio", "emnify", "thousandeyes")
+        for key, field in properties[vendor]["properties"].items()
+        if field.get("airbyte_secret")
+    }
+    assert secrets == {
+        ("meraki", "api_key"),
+        ("twilio", "auth_token"),
+        ("twilio", "api_key_secret"),
+        ("emnify", "application_token"),
+        ("thousandeyes", "bearer_token"),
+    }
+
+
+def test_check_succeeds_against_every_vendor(emulator: Emulator) -> None:
+    run = run_connector("check", emulator.config())
+    assert run.returncode == 0
+    assert run.connection_status == {"status": "SUCCEEDED"}
+
+
+def test_check_reports_each_rejected_credential_on_its_own_line(emulator: Emulator) -> None:
+    config = emulator.config()
+    config["meraki"]["api_key"] = "f" * 40
+    config["emnify"]["application_token"] = "not-a-token"
+    run = run_connector("check", config)
+
+    assert run.returncode == 0
+    status = run.connection_status
+    assert status["status"] == "FAILED"
+    assert status["message"].splitlines() == [
+        "meraki: the API key was rejected (HTTP 401)",
+        "emnify: the application token was rejected (HTTP 401)",
+    ]
+
+
+def test_discover_lists_only_the_configured_vendors_streams(emulator: Emulator) -> None:
+    everything = run_connector("discover", emulator.config())
+    names = {stream["name"] for message in everything.messages if message["type"] == "CATALOG" for stream in message["catalog"]["streams"]}
+    assert names == USAGE_STREAMS | LISTINGS
+
+    only_twilio = run_connector("discover", emulator.config(vendors=["twilio"]))
+    [catalog] = [message["catalog"] for message in only_twilio.messages if message["type"] == "CATALOG"]
+    assert {stream["name"] for stream in catalog["streams"]} == {"twilio_supersim_usage_records"}
+
+
+def test_discover_declares_primary_keys_and_cursors(emulator: Emulator) -> None:
+    catalog = configured_catalog(emulator.config())
+    declared = {
+        entry["stream"]["name"]: (entry["stream"]["source_defined_primary_key"], entry["stream"]["default_cursor_field"])
+        for entry in catalog["streams"]
+    }
+    assert declared["meraki_client_usage_histories"] == ([["networkId"], ["clientId"], ["ts"]], ["ts"])
+    assert declared["meraki_organization_licenses"] == ([["organizationId"], ["id"]], [])
+    assert declared["twilio_supersim_usage_records"] == ([["sim_sid"], ["start_time"]], ["start_time"])
+    assert declared["emnify_endpoint_usage_monthly"] == ([["endpoint_id"], ["month"], ["traffic_type_id"]], ["last_updated"])
+    assert declared["emnify_endpoint_usage_last_hour"] == ([["endpoint_id"], ["traffic_type"], ["minute"]], ["minute"])
+    assert declared["thousandeyes_usage"] == ([["monthStart"]], ["monthStart"])
+    assert declared["thousandeyes_test_usage"] == ([["monthStart"], ["aid"], ["testId"]], ["monthStart"])
+
+
+def test_full_read_of_every_stream_equals_what_the_emulator_holds(emulator: Emulator) -> None:
+    config = emulator.config(start_date=start_date())
+    catalog = configured_catalog(config)
+    run = run_connector("read", config, catalog)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not run.errors
+    for entry in catalog["streams"]:
+        stream = entry["stream"]["name"]
+        expected = emulator.expected(stream, start_date=config["start_date"])
+        assert_records_match(run.records(stream), expected, primary_key(catalog, stream), stream)
+
+
+def test_incremental_read_returns_new_usage_and_nothing_delivered_before_beyond_the_lookbacks(emulator: Emulator) -> None:
+    config = emulator.config(start_date=start_date())
+    catalog = configured_catalog(config)
+    first = run_connector("read", config, catalog)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    emulator.advance(1)
+    second = run_connector("read", config, catalog, state=first.final_state())
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    for entry in catalog["streams"]:
+        stream = entry["stream"]["name"]
+        if entry["sync_mode"] != "incremental":
+            continue
+        pk = primary_key(catalog, stream)
+        expected = distinct_keys(emulator.expected(stream, start_date=config["start_date"]), pk)
+        delivered = distinct_keys(first.records(stream), pk) | distinct_keys(second.records(stream), pk)
+        assert expected <= delivered, f"{stream}: {len(expected - delivered)} records never delivered"
+        assert len(second.records(stream)) <= len(first.records(stream)) + len(expected - distinct_keys(first.records(stream), pk)), stream
+
+
+@pytest.mark.parametrize(
+    "change, field, problem",
+    [
+        (lambda config: config["meraki"].pop("api_key"), "meraki.api_key", "is required"),
+        (lambda config: config.__setitem__("start_date", "23/11/2026"), "start_date", "must be YYYY-MM-DDTHH:mm:ssZ"),
+        (lambda config: config["twilio"].__setitem__("granularity", "month"), "twilio.granularity", "must be one of 'hour', 'day'"),
+        (lambda config: config["emnify"].__setitem__("base_url", "ftp://cdn.emnify.net/api/v1"), "emnify.base_url", "http:// or https://"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "discover", "read"])
+def test_an_invalid_config_is_a_one_line_config_error_naming_the_field_before_any_request(
+    emulator: Emulator, command: str, change, field: str, problem: str
+) -> None:
+    valid = emulator.config()
+    catalog = configured_catalog(valid, ["meraki_organizations"])
+    config = copy.deepcopy(valid)
+    change(config)
+    emulator.reset_stats()
+
+    run = run_connector(command, config, catalog if command == "read" else None)
+
+    message = f"Invalid config: {field} "
+    if command == "check":
+        assert run.returncode == 0
+        assert run.connection_status["status"] == "FAILED"
+        assert run.connection_status["message"].startswith(message) and problem in run.connection_status["message"]
+    else:
+        assert run.returncode != 0
+        [error] = run.errors
+        assert error["failure_type"] == "config_error"
+        assert error["message"].startswith(message) and problem in error["message"]
+        assert "\n" not in error["message"]
+    assert "Traceback" not in run.stdout + run.stderr
+    assert sum(app["requests"] for app in emulator.stats().values()) == 0
