@@ -83,7 +83,7 @@ def test_discover_lists_only_the_configured_vendors_streams(emulator: Emulator) 
 def test_discover_declares_primary_keys_and_cursors(emulator: Emulator) -> None:
     catalog = configured_catalog(emulator.config())
     declared = {
-        entry["stream"]["name"]: (entry["stream"]["source_defined_primary_key"], entry["stream"]["default_cursor_field"])
+        entry["stream"]["name"]: (entry["stream"]["source_defined_primary_key"], entry["stream"]["default_cursor_field"] or [])
         for entry in catalog["streams"]
     }
     assert declared["meraki_client_usage_histories"] == ([["networkId"], ["clientId"], ["ts"]], ["ts"])

@@ -10,11 +10,15 @@ from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
     AirbyteStateMessage,
+    AirbyteStreamStatus,
     ConfiguredAirbyteCatalog,
     Status,
+    TraceType,
+    Type,
 )
 from airbyte_cdk.sources import AbstractSource
 from airbyte_cdk.sources.streams import Stream
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_usage.config import UsageConfig, unknown_keys
 from source_usage.framework.errors import UsageError
@@ -85,7 +89,24 @@ class SourceUsage(AbstractSource):
         for key in unknown_keys(config):
             logger.warning(f"Ignoring unknown config key '{key}': check its spelling against the spec")
         self._built = None  # a new read starts from what the vendors say now
-        yield from super().read(logger, config, in_dependency_order(catalog, self.streams(config)), state)
+        failed: List[str] = []
+        try:
+            for message in super().read(logger, config, in_dependency_order(catalog, self.streams(config)), state):
+                if _is_incomplete_status(message):
+                    failed.append(message.trace.stream_status.stream_descriptor.name)  # type: ignore[union-attr]
+                yield message
+        except UsageError:
+            raise
+        except AirbyteTracedException as summary:
+            # The CDK ends a sync in which streams failed with a summary error; each stream's own error was
+            # already emitted, so say which streams failed, in one line, without a stack trace.
+            names = ", ".join(failed) or "some streams"
+            raise UsageError(f"The sync finished, but these streams failed (see their errors above): {names}", summary.failure_type) from None
+
+
+def _is_incomplete_status(message: AirbyteMessage) -> bool:
+    trace = message.trace if message.type == Type.TRACE else None
+    return bool(trace and trace.type == TraceType.STREAM_STATUS and trace.stream_status.status == AirbyteStreamStatus.INCOMPLETE)
 
 
 def in_dependency_order(catalog: ConfiguredAirbyteCatalog, streams: List[Stream]) -> ConfiguredAirbyteCatalog:

@@ -177,10 +177,8 @@ class MerakiApp(VendorApp):
         }
 
     def _usage_point(self, client_id: str, day: int) -> dict:
-        recv: Any = stable_int(self.seed, "recv", client_id, day, modulo=900000) + 100
+        recv = stable_int(self.seed, "recv", client_id, day, modulo=900000) + 100
         sent = stable_int(self.seed, "sent", client_id, day, modulo=300000) + 10
-        if self.corrupt_usage and day == self.revealed_days - 1:
-            recv = "n/a"
         return {"ts": iso(self.day_starts[day], fraction=True), "recv": recv, "sent": sent}
 
     def _active_days(self, client_id: str) -> range:
@@ -368,6 +366,8 @@ class MerakiApp(VendorApp):
                     for day in self._active_days(client["id"])
                     if midnight(t0) <= self.day_starts[day] <= t1  # type: ignore[operator]
                 ]
+                if self.corrupt_usage and history:
+                    history[-1]["recv"] = "n/a"
                 entries.append({"clientId": client["id"], "clientIp": client["ip"], "clientMac": client["mac"], "usageHistory": history})
         return self._page(request, entries, 3, 1000, 1000, id_of=lambda entry: entry["clientId"])
 
