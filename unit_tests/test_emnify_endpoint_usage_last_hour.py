@@ -51,10 +51,12 @@ def test_given_minutes_across_midnight_when_read_then_each_is_a_utc_timestamp_wi
         {"endpoint_id": 166, "traffic_type": "data", "minute": "2026-11-29T23:58:00Z", "rx": 0, "tx": 0},
         {"endpoint_id": 166, "traffic_type": "data", "minute": "2026-11-29T23:59:00Z", "rx": 0.012, "tx": 0.001},
         {"endpoint_id": 166, "traffic_type": "data", "minute": "2026-11-30T00:00:00Z", "rx": 0.5, "tx": 0.03},
+        {"endpoint_id": 166, "traffic_type": "data", "minute": "2026-11-30T00:01:00Z", "rx": 0.25, "tx": 0.01},
         {"endpoint_id": 166, "traffic_type": "sms", "minute": "2026-11-29T23:58:00Z", "rx": 0, "tx": 2},
         {"endpoint_id": 166, "traffic_type": "sms", "minute": "2026-11-29T23:59:00Z", "rx": 1, "tx": 0},
         {"endpoint_id": 166, "traffic_type": "sms", "minute": "2026-11-30T00:00:00Z", "rx": 0, "tx": 0},
-    ], "00:01, the minute the response was made in, is still being counted and is left for the next sync"
+        {"endpoint_id": 166, "traffic_type": "sms", "minute": "2026-11-30T00:01:00Z", "rx": 0, "tx": 1},
+    ], "every minute the snapshot reports, the labels after 00:01 on the day before"
 
 
 def test_given_a_response_without_a_date_header_when_read_then_minutes_are_resolved_with_our_clock(
@@ -72,12 +74,12 @@ def test_given_a_response_without_a_date_header_when_read_then_minutes_are_resol
     assert any("no valid Date header" in record.getMessage() for record in caplog.records)
 
 
-def test_given_a_sync_when_read_incrementally_then_state_holds_the_latest_complete_minute_per_endpoint() -> None:
+def test_given_a_sync_when_read_incrementally_then_state_holds_the_latest_minute_per_endpoint() -> None:
     with requests_mock.Mocker() as mock:
         mock_api(mock, endpoints=one_endpoint())
         output = read_stream(emnify_streams()[STREAM], SyncMode.incremental)
 
-    assert output.final_state == {"states": [{"partition": {"endpoint_id": "166"}, "cursor": {"minute": "2026-11-30T00:00:00Z"}}]}
+    assert output.final_state == {"states": [{"partition": {"endpoint_id": "166"}, "cursor": {"minute": "2026-11-30T00:01:00Z"}}]}
 
 
 def test_given_saved_state_when_read_incrementally_then_minutes_already_delivered_are_not_emitted_again() -> None:
@@ -88,7 +90,9 @@ def test_given_saved_state_when_read_incrementally_then_minutes_already_delivere
 
     assert [(record["traffic_type"], record["minute"]) for record in output.records] == [
         ("data", "2026-11-30T00:00:00Z"),
+        ("data", "2026-11-30T00:01:00Z"),
         ("sms", "2026-11-30T00:00:00Z"),
+        ("sms", "2026-11-30T00:01:00Z"),
     ]
 
 
@@ -100,7 +104,7 @@ def test_given_this_stream_reads_first_when_the_monthly_stream_reads_then_it_use
         monthly = read_stream(streams["emnify_endpoint_usage_monthly"])
 
     assert len(stats_requests(mock)) == 3, "one stats request per endpoint for both streams"
-    assert len(last_hour.records) == 3 * 6
+    assert len(last_hour.records) == 3 * 8
     assert len(monthly.records) == 3 * 4
 
 

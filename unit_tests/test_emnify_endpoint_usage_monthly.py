@@ -96,12 +96,12 @@ def test_given_saved_state_when_read_incrementally_then_only_figures_updated_sin
     assert output.final_state["states"][0]["cursor"] == {"last_updated": "2026-11-29T15:12:53.000Z"}
 
 
-def test_given_a_start_date_when_read_then_figures_last_updated_before_it_are_not_synced() -> None:
+def test_given_a_start_date_after_last_months_figures_when_read_then_the_snapshot_is_still_read_whole() -> None:
     with requests_mock.Mocker() as mock:
         mock_api(mock, endpoints=one_endpoint())
-        output = read_stream(emnify_streams(start=datetime(2026, 10, 30, tzinfo=timezone.utc))[STREAM])
+        output = read_stream(emnify_streams(start=datetime(2026, 11, 29, tzinfo=timezone.utc))[STREAM])
 
-    assert keys(output.records) == [(166, "last_month", 5), (166, "current_month", 5), (166, "current_month", 6)]
+    assert keys(output.records) == [(166, "last_month", 5), (166, "last_month", 6), (166, "current_month", 5), (166, "current_month", 6)]
 
 
 def test_given_an_endpoint_deleted_after_the_listing_when_read_then_it_is_skipped_with_a_warning_and_not_asked_again(

@@ -272,8 +272,7 @@ class EmnifyApp(VendorApp):
 
     # ----- what a test expects -----------------------------------------------------------------------
 
-    def expected(self, stream: str, start_date: Optional[str] = None, **options: Any) -> List[dict]:
-        start = parse_iso(start_date) if start_date else utc_now() - timedelta(days=30)
+    def expected(self, stream: str, **options: Any) -> List[dict]:
         live = [endpoint["id"] for endpoint in self.endpoints if endpoint["id"] not in self.deleted]
         with self.lock:
             if stream == "emnify_endpoints":
@@ -284,10 +283,9 @@ class EmnifyApp(VendorApp):
                     for endpoint_id in live
                     for period, entries in self._periods(endpoint_id)
                     for record in (self._monthly_record(entry, period) for entry in entries.values())
-                    if parse_iso(record["last_updated"]) >= start
                 ]
             if stream == "emnify_endpoint_usage_last_hour":
-                minutes = [minute for minute in self._minutes() if minute >= start]
+                minutes = self._minutes()
                 return [
                     {
                         "endpoint_id": endpoint_id,

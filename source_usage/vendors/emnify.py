@@ -3,8 +3,8 @@
 Streams: `emnify_endpoints` (the listing), and two streams flattened from the same per-endpoint
 statistics snapshot: `emnify_endpoint_usage_monthly` (incremental on `last_updated`) and
 `emnify_endpoint_usage_last_hour` (incremental on `minute`). Each endpoint's statistics are requested
-once per sync: the stream that reads first keeps what the other needs in an on-disk store. The sync's
-start date is the first cursor value of both: figures last updated, and minutes, before it are not synced.
+once per sync: the stream that reads first keeps what the other needs in an on-disk store. The snapshot
+has no time range, so `start_date` does not narrow it: a full read returns everything the API reports.
 
 Contract (docs.emnify.com/developers, the emnify Python SDK):
 
@@ -399,7 +399,7 @@ class EmnifyStatsStream(EmnifyStream):
         if kept is None:
             yield from super().fetch_pages(partition)
         else:
-            yield self._since_start(self.flatten(kept, partition["endpoint_id"]))
+            yield list(self.flatten(kept, partition["endpoint_id"]))
 
     def extract_records(self, body: Any, partition: Mapping[str, Any], response: requests.Response) -> Iterable[dict]:
         if not isinstance(body, Mapping):
@@ -407,12 +407,7 @@ class EmnifyStatsStream(EmnifyStream):
         endpoint_id = partition["endpoint_id"]
         for other in self.directory.stats_streams_yet_to_read(self):
             self.directory.snapshots.put(other.name, endpoint_id, other.keep(body, response))
-        return self._since_start(self.flatten(self.keep(body, response), endpoint_id))
-
-    def _since_start(self, records: Iterable[dict]) -> List[dict]:
-        """The sync's start date is the first cursor value: nothing before it is synced."""
-        field, start = str(self.cursor_field), self.directory.start
-        return [record for record in records if not isinstance(record.get(field), str) or parse_timestamp(record[field]) >= start]
+        return self.flatten(self.keep(body, response), endpoint_id)
 
 
 def _skip_deleted_endpoint(response: requests.Response) -> Optional[ErrorResolution]:
@@ -479,7 +474,7 @@ def monthly_records(part: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]
 
 
 def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime) -> Iterator[dict]:
-    """One record per traffic type and complete minute, `rx` and `tx` side by side."""
+    """One record per traffic type and minute the snapshot reports, `rx` and `tx` side by side."""
     if not isinstance(last_hour, Mapping):
         return
     for traffic_type, series in last_hour.items():
@@ -488,8 +483,6 @@ def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime) -> Iterato
         rx, tx = _by_label(series.get("rx")), _by_label(series.get("tx"))
         minutes = {label: resolve_minute(label, as_of) for label in {**rx, **tx}}
         for label, minute in sorted(minutes.items(), key=lambda item: item[1]):
-            if minute + timedelta(minutes=1) > as_of:
-                continue  # the minute the response was made in is still being counted
             yield {
                 "endpoint_id": endpoint_id,
                 "traffic_type": traffic_type,
