@@ -41,8 +41,9 @@ def launch(args: Optional[List[str]] = None) -> None:
         handler.addFilter(HideExpectedTracebacks())
     parsed = entrypoint.parse_args(sys.argv[1:] if args is None else args)
     with PRINT_BUFFER:
+        write = sys.stdout.write  # the CDK's print buffer; one call per message, newline included
         for message in entrypoint.run(parsed):
-            print(f"{message}\n", end="")
+            write(message + "\n")
 
 
 def run() -> None:

@@ -92,7 +92,7 @@ class SourceUsage(AbstractSource):
         failed: List[str] = []
         try:
             for message in super().read(logger, config, in_dependency_order(catalog, self.streams(config)), state):
-                if _is_incomplete_status(message):
+                if message.type is Type.TRACE and _is_incomplete_status(message):
                     failed.append(message.trace.stream_status.stream_descriptor.name)  # type: ignore[union-attr]
                 yield message
         except UsageError:
@@ -105,7 +105,7 @@ class SourceUsage(AbstractSource):
 
 
 def _is_incomplete_status(message: AirbyteMessage) -> bool:
-    trace = message.trace if message.type == Type.TRACE else None
+    trace = message.trace
     return bool(trace and trace.type == TraceType.STREAM_STATUS and trace.stream_status.status == AirbyteStreamStatus.INCOMPLETE)
 
 

@@ -51,6 +51,8 @@ def read_stream(stream: UsageStream, sync_mode: SyncMode = SyncMode.full_refresh
     for item in stream.read(configured, logging.getLogger("test"), DebugSliceLogger(), dict(state or {}), ConnectorStateManager(), InternalConfig()):
         if isinstance(item, Mapping):
             output.records.append(dict(item))
+        elif getattr(item, "type", None) == Type.RECORD:
+            output.records.append(dict(item.record.data))
         elif getattr(item, "type", None) == Type.STATE:
             output.states.append(dict(item.state.stream.stream_state.__dict__))
     return output

@@ -244,8 +244,8 @@ def read_in_order(stream: twilio.TwilioSupersimUsageRecords, state: Mapping[str,
     stream.state = dict(state)
     items = stream.read(configured, logging.getLogger("test"), DebugSliceLogger(), dict(state), ConnectorStateManager(), InternalConfig())
     for item in items:
-        if isinstance(item, Mapping):
-            events.append(("record", item["start_time"]))
+        if getattr(item, "type", None) == Type.RECORD:
+            events.append(("record", item.record.data["start_time"]))
         elif getattr(item, "type", None) == Type.STATE:
             events.append(("state", item.state.stream.stream_state.__dict__.get("start_time")))
     return events

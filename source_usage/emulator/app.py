@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from source_usage.emulator.http import Request, Response
 
@@ -43,6 +43,10 @@ class VendorApp(ABC):
     @abstractmethod
     def rate_limited(self, request: Request) -> Response:
         """A 429 answered the way this vendor answers it."""
+
+    def tenant_of(self, request: Request) -> Optional[str]:
+        """Whose rate limit a request counts against (a Meraki organization), for the request log."""
+        return None
 
     def storm(self, count: int) -> None:
         """Answer the next `count` requests with 429, as a burst of other clients on the account would."""

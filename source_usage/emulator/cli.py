@@ -30,6 +30,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--slow-rate", type=float, default=0.0, help="share of responses delayed by --slow-seconds")
     parser.add_argument("--slow-seconds", type=float, default=0.5)
     parser.add_argument("--start-date", help="start_date to put in the printed config")
+    parser.add_argument("--record-requests", action="store_true", help="log every request (GET /_emulator/requests)")
+    parser.add_argument("--knobs", type=json.loads, default={}, help='per-vendor size knobs as JSON, e.g. \'{"meraki": {"organizations": 4}}\'')
     parser.add_argument("--config-out", type=Path, help="also write the connector config to this file")
     return parser.parse_args(argv)
 
@@ -38,7 +40,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     faults = FaultPlan(args.error_rate, args.drop_rate, args.malformed_rate, args.slow_rate, args.slow_seconds)
     vendors = [name.strip() for name in args.vendors.split(",") if name.strip()]
-    emulator = Emulator(seed=args.seed, scale=args.scale, rate_limits=not args.no_rate_limits, vendors=vendors, faults=faults, port=args.port)
+    emulator = Emulator(
+        seed=args.seed,
+        scale=args.scale,
+        rate_limits=not args.no_rate_limits,
+        vendors=vendors,
+        faults=faults,
+        port=args.port,
+        record_requests=args.record_requests,
+        **args.knobs,
+    )
     emulator.start()
     config = json.dumps(emulator.config(start_date=args.start_date), indent=2)
     if args.config_out:

@@ -299,15 +299,23 @@ class MerakiApp(VendorApp):
                 return self._usage_histories(request, parts[1])
         return _errors(404, "Not found")
 
+    def tenant_of(self, request: Request) -> Optional[str]:
+        return self._organization_of(request.path.strip("/").split("/"))
+
+    def _organization_of(self, parts: Sequence[str]) -> Optional[str]:
+        if len(parts) > 1 and parts[0] == "organizations":
+            return parts[1]
+        if len(parts) > 1 and parts[0] == "networks":
+            return self.network_org.get(parts[1])
+        return None
+
     def _take_rate_limit(self, parts: Sequence[str]) -> Optional[Response]:
         if not self.rate_limits:
             return None
         wait = self.ip_bucket.take()
         if wait is not None:
             return self.rate_limited(None, wait)  # type: ignore[arg-type]
-        org_id = parts[1] if len(parts) > 1 and parts[0] == "organizations" else None
-        if len(parts) > 1 and parts[0] == "networks":
-            org_id = self.network_org.get(parts[1])
+        org_id = self._organization_of(parts)
         if org_id is None:
             return None
         with self.lock:

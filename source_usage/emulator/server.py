@@ -6,6 +6,7 @@ Vendors are served under their own prefixes (`/meraki/api/v1`, `/twilio/v1`, `/e
 * `GET  /_emulator/config`              a ready-to-use connector config
 * `GET  /_emulator/expected/<stream>`   the records a complete read of the stream must return
 * `GET  /_emulator/stats`               requests served per vendor and route, and how many got 429
+* `GET  /_emulator/requests`            every request served, when `record_requests` is on (benchmarks)
 * `POST /_emulator/advance?steps=1`     make new usage appear
 * `POST /_emulator/faults`              set fault rates: `{"vendor": "meraki" | null, "error_rate": 0.1, ...}`
 * `POST /_emulator/storm?vendor=&count=` answer the next `count` requests of a vendor with 429
@@ -19,7 +20,7 @@ import threading
 import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from source_usage.emulator.app import VendorApp, route_of
@@ -64,6 +65,7 @@ class Emulator:
         faults: Optional[FaultPlan] = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        record_requests: bool = False,
         **knobs: Dict[str, Any],
     ) -> None:
         self.apps: Dict[str, VendorApp] = {
@@ -71,6 +73,9 @@ class Emulator:
         }
         self.faults: Dict[str, FaultPlan] = {name: faults or FaultPlan() for name in self.apps}
         self._dice = FaultDice(seed)
+        self.record_requests = record_requests
+        self.request_log: List[Dict[str, Any]] = []
+        self._log_lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self  # type: ignore[attr-defined]
         self._thread: Optional[threading.Thread] = None
@@ -136,6 +141,23 @@ class Emulator:
     def reset_stats(self) -> None:
         for app in self.apps.values():
             app.reset_stats()
+        with self._log_lock:
+            self.request_log.clear()
+
+    def log_request(self, app: VendorApp, request: Request, status: int, started: float) -> None:
+        if self.record_requests:
+            entry = {
+                "vendor": app.name,
+                "method": request.method,
+                "url": request.url(),
+                "body": request.body.decode() if request.body else None,
+                "status": status,
+                "tenant": app.tenant_of(request),
+                "started": started,
+                "finished": time.time(),
+            }
+            with self._log_lock:
+                self.request_log.append(entry)
 
     # ----- serving -----------------------------------------------------------------------------------
 
@@ -154,6 +176,9 @@ class Emulator:
             return json_response(self.expected(action[len("expected/"):], **options))
         if method == "GET" and action == "stats":
             return json_response(self.stats())
+        if method == "GET" and action == "requests":
+            with self._log_lock:
+                return json_response(list(self.request_log))
         if method == "POST" and action == "stats/reset":
             self.reset_stats()
             return json_response({"ok": True})
@@ -214,6 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             base_url=f"http://{host}{app.prefix}",
         )
+        started = time.time()
         fault = emulator._dice.roll(emulator.faults[app.name])
         if fault == "slow":
             time.sleep(emulator.faults[app.name].slow_seconds)
@@ -230,6 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             response = app.handle(request)
         app.count(route_of(request.path), response.status)
+        emulator.log_request(app, request, response.status, started)
         if fault == "drop":
             self._write(response, drop=True)
         elif fault == "malformed" and 200 <= response.status < 300:

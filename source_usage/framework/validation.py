@@ -27,9 +27,6 @@ class RecordValidator:
     def __init__(self, stream: str, schema: Mapping[str, Any]) -> None:
         self._stream = stream
         self._schema = schema
-        validator_class = validator_for(schema)
-        validator_class.check_schema(schema)
-        self._validator = validator_class(schema)
         self._fast_check: Callable[[Any], Any] = fastjsonschema.compile(
             dict(schema), use_default=False, use_formats=False, detailed_exceptions=False
         )
@@ -48,7 +45,7 @@ class RecordValidator:
             return record
         self._normalizer.transform(record, self._schema)
         if not self._is_valid(record):
-            error = best_match(self._validator.iter_errors(record))
+            error = best_match(validator_for(self._schema)(self._schema).iter_errors(record))
             if error is None:  # the two validators disagree: trust the reference implementation
                 return record
             field = ".".join(str(part) for part in error.absolute_path) or "(record)"

@@ -45,6 +45,9 @@ class Vendor:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        if os.environ.get("SOURCE_USAGE_CLIENT_RATE_BUDGETS", "on").lower() in ("off", "0", "false"):
+            # For servers without the vendor's limits (the emulator with rate limits off, in benchmarks).
+            self.budget = APIBudget(policies=[])
         self.session = self._new_session()
         self.error_handler = VendorErrorHandler(
             self.errors, max_retries=self.retry_policy.max_retries, on_rejected=self._remember_rejection

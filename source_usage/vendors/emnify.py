@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-import sqlite3
 import tempfile
 import threading
 import time
 import weakref
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Set
 
 import jwt
@@ -72,8 +70,8 @@ ERRORS = VendorErrors("emnify", rejected={401: "the application token was reject
 # margin absorbs network jitter between our clock and the gateway's).
 BUDGETS = (
     ("POST", r"/authenticate$", Rate(limit=100, interval=timedelta(minutes=5, seconds=5))),
-    ("GET", r"/endpoint$", Rate(limit=5, interval=timedelta(seconds=0.6))),
-    ("GET", r"/endpoint/[^/]+/stats$", Rate(limit=50, interval=timedelta(seconds=0.6))),
+    ("GET", r"/endpoint$", Rate(limit=5, interval=timedelta(seconds=0.51))),
+    ("GET", r"/endpoint/[^/]+/stats$", Rate(limit=50, interval=timedelta(seconds=0.51))),
 )
 
 LOGGER = logging.getLogger("airbyte.emnify")
@@ -205,42 +203,42 @@ GONE = object()  # an endpoint whose statistics answered 404
 class SnapshotStore:
     """Parts of statistics snapshots kept for the stats streams that have not read yet.
 
-    On disk (sqlite in a temporary directory removed with the store), so that memory does not grow with
-    the number of endpoints. Each part is taken (read and deleted) once.
+    Appended to a temporary file, with only each part's offset and length kept in memory, so that memory
+    does not grow with the number of endpoints (a few bytes per endpoint instead of its minute series).
+    Each part is taken once; the file goes away with the store.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._connection: Optional[sqlite3.Connection] = None
-        self._folder: Optional[tempfile.TemporaryDirectory] = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="source-usage-emnify-")
-            connection = sqlite3.connect(str(Path(self._folder.name) / "snapshots.sqlite"), check_same_thread=False, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=OFF")
-            connection.execute("PRAGMA synchronous=OFF")
-            connection.execute("CREATE TABLE parts (stream TEXT, endpoint TEXT, body BLOB, PRIMARY KEY (stream, endpoint))")
-            weakref.finalize(self, connection.close)
-            self._connection = connection
-        return self._connection
+        self._file: Optional[Any] = None
+        self._index: Dict[tuple, Optional[tuple]] = {}  # (stream, endpoint) -> (offset, length), None when gone
 
     def put(self, stream: str, endpoint_id: Any, part: Any) -> None:
         body = None if part is GONE else orjson.dumps(part)
         with self._lock:
-            self._db().execute("INSERT OR REPLACE INTO parts VALUES (?, ?, ?)", (stream, str(endpoint_id), body))
+            if body is None:
+                self._index[(stream, str(endpoint_id))] = None
+                return
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="source-usage-emnify-")
+                weakref.finalize(self, self._file.close)
+            offset = self._file.seek(0, 2)
+            self._file.write(body)
+            self._index[(stream, str(endpoint_id))] = (offset, len(body))
 
     def take(self, stream: str, endpoint_id: Any) -> Any:
         """The part kept for `stream`, GONE, or None when nothing was kept."""
         with self._lock:
-            if self._connection is None:
-                return None
             key = (stream, str(endpoint_id))
-            row = self._connection.execute("SELECT body FROM parts WHERE stream = ? AND endpoint = ?", key).fetchone()
-            if row is None:
+            if key not in self._index:
                 return None
-            self._connection.execute("DELETE FROM parts WHERE stream = ? AND endpoint = ?", key)
-        return GONE if row[0] is None else orjson.loads(row[0])
+            location = self._index.pop(key)
+            if location is None:
+                return GONE
+            assert self._file is not None
+            self._file.seek(location[0])
+            body = self._file.read(location[1])
+        return orjson.loads(body)
 
 
 class EmnifyDirectory:
