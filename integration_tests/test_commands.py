@@ -163,3 +163,43 @@ def test_an_invalid_config_is_a_one_line_config_error_naming_the_field_before_an
         assert "\n" not in error["message"]
     assert "Traceback" not in run.stdout + run.stderr
     assert sum(app["requests"] for app in emulator.stats().values()) == 0
+
+
+FOREIGN_STATES = [
+    pytest.param(
+        [
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": "meraki_client_usage_histories"}, "stream_state": {"ts": "2026-11-01"}}},
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": "twilio_supersim_usage_records"}, "stream_state": {"states": [1, 2]}}},
+        ],
+        2,
+        id="another-cursor-shape",
+    ),
+    pytest.param({"meraki_client_usage_histories": {"ts": "2026-11-01T00:00:00Z"}}, 1, id="legacy-object-of-stream-states"),
+    pytest.param("not a state", 1, id="not-a-state-at-all"),
+]
+
+
+@pytest.mark.parametrize("state, warnings", FOREIGN_STATES)
+def test_a_state_of_a_foreign_shape_is_ignored_with_a_warning_and_the_sync_starts_over(emulator: Emulator, state, warnings: int) -> None:
+    config = emulator.config(vendors=["meraki", "twilio"], start_date=start_date())
+    catalog = configured_catalog(config, ["meraki_client_usage_histories", "twilio_supersim_usage_records"])
+
+    run = run_connector("read", config, catalog, state=state)
+
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = emulator.expected("meraki_client_usage_histories", start_date=config["start_date"])
+    assert_records_match(run.records("meraki_client_usage_histories"), expected, primary_key(catalog, "meraki_client_usage_histories"), "meraki")
+    assert len([line for line in run.logs("WARN") if "state" in line]) == warnings
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_a_config_file_that_is_not_json_is_a_one_line_config_error(tmp_path) -> None:
+    broken = tmp_path / "config.json"
+    broken.write_text('{"meraki": {"api_key": ')
+    run = run_connector("check", extra_args=["--config", str(broken)])
+
+    [error] = run.errors
+    message = error["message"]
+    assert error["failure_type"] == "config_error"
+    assert message.startswith("Invalid config: (config file) cannot be read")
+    assert "Traceback" not in run.stdout + run.stderr

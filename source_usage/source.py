@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Iterator, List, Mapping, MutableMapping, Optional, Tuple
 
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
+    AirbyteStateBlob,
     AirbyteStateMessage,
+    AirbyteStateType,
+    AirbyteStreamState,
     AirbyteStreamStatus,
     ConfiguredAirbyteCatalog,
+    FailureType,
     Status,
+    StreamDescriptor,
     TraceType,
     Type,
 )
@@ -21,7 +26,7 @@ from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_usage.config import UsageConfig, unknown_keys
-from source_usage.framework.errors import UsageError
+from source_usage.framework.errors import ConfigError, UsageError
 from source_usage.framework.http_client import RetryPolicy
 from source_usage.vendors import emnify, meraki, thousandeyes, twilio
 
@@ -40,6 +45,45 @@ class SourceUsage(AbstractSource):
     def __init__(self) -> None:
         super().__init__()
         self._built: Optional[Tuple[str, List[Stream]]] = None
+
+    @staticmethod
+    def read_config(config_path: str) -> MutableMapping[str, Any]:
+        try:
+            return AbstractSource.read_config(config_path)
+        except (OSError, ValueError) as problem:
+            raise ConfigError("(config file)", f"cannot be read: {problem}") from None
+
+    @classmethod
+    def read_catalog(cls, catalog_path: str) -> ConfiguredAirbyteCatalog:
+        try:
+            return super().read_catalog(catalog_path)
+        except Exception as problem:  # the CDK's deserializer raises several kinds of error
+            raise UsageError(f"The configured catalog {catalog_path} cannot be read: {problem}", FailureType.config_error) from None
+
+    @classmethod
+    def read_state(cls, state_path: str) -> List[AirbyteStateMessage]:
+        """The saved state. A state file of the legacy shape (an object of stream states) is converted; one of a
+        shape nobody writes is ignored with a warning, and the sync starts from `start_date`."""
+        try:
+            return super().read_state(state_path)
+        except Exception:
+            pass
+        try:
+            raw = json.loads(open(state_path, encoding="utf-8").read())
+        except (OSError, ValueError):
+            raw = None
+        if isinstance(raw, Mapping) and raw and all(isinstance(value, Mapping) for value in raw.values()):
+            return [
+                AirbyteStateMessage(
+                    type=AirbyteStateType.STREAM,
+                    stream=AirbyteStreamState(stream_descriptor=StreamDescriptor(name=str(name)), stream_state=AirbyteStateBlob(dict(value))),
+                )
+                for name, value in raw.items()
+            ]
+        logging.getLogger("airbyte").warning(
+            f"Ignoring the state file {state_path}: it is not an Airbyte state; every stream syncs from the start date"
+        )
+        return []
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """One cheap authenticated request per configured vendor; one actionable line per failure."""

@@ -160,7 +160,7 @@ def make_vendor(config: MerakiConfig, directory: MerakiDirectory, retry_policy: 
         authenticator=TokenAuthenticator(config.api_key),
         budget=KeyedAPIBudget(
             key_of=directory.organization_of,
-            rates=[Rate(limit=REQUESTS_PER_SECOND_PER_ORG, interval=timedelta(seconds=1.05))],
+            rates=[Rate(limit=REQUESTS_PER_SECOND_PER_ORG, interval=timedelta(seconds=1.02))],
         ),
         max_workers=8,
         retry_policy=retry_policy or RetryPolicy.from_environment(),
