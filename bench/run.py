@@ -293,7 +293,7 @@ def open_read(scale: int, repeat: int) -> Read:
 
 
 def memory(scale: int) -> None:
-    print(f"\n== Peak memory against scale (rate limits off) ==")
+    print("\n== Peak memory against scale (rate limits off) ==")
     for factor in (scale, 2 * scale):
         with Sandbox(factor, rate_limits=False, vendors=VENDORS) as sandbox:
             result = read_with_connector(sandbox.config, env=NO_CLIENT_BUDGETS)
@@ -301,7 +301,7 @@ def memory(scale: int) -> None:
 
 
 def meraki_limited(scale: int) -> None:
-    print(f"\n== Meraki with its limit on (10 requests/s per organization), 4 organizations ==")
+    print("\n== Meraki with its limit on (10 requests/s per organization), 4 organizations ==")
     knobs = {"meraki": {"organizations": 4, "networks_per_organization": 30 * scale}}
     with Sandbox(scale, rate_limits=True, vendors=["meraki"], knobs=knobs) as sandbox:
         result = read_with_connector(sandbox.config)

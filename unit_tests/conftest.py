@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Iterator, List
 
 import pytest
+from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """The CDK keeps the secrets to mask in a process-wide list: start and end every test with it empty."""
+    update_secrets([])
+    yield
+    update_secrets([])
 
 
 @pytest.fixture(autouse=True)

@@ -39,16 +39,15 @@ def test_metadata_declares_a_python_api_source_allowed_to_reach_the_vendors() ->
 
 
 def test_every_discovered_stream_has_its_schema_file_in_the_package() -> None:
-    import logging
     import pkgutil
 
     from source_usage.source import SourceUsage
 
     config = {
-        "meraki": {"api_key": "k"},
-        "twilio": {"account_sid": "AC1", "auth_token": "t"},
-        "emnify": {"application_token": "t"},
-        "thousandeyes": {"bearer_token": "t"},
+        "meraki": {"api_key": "packaging-test-meraki-key"},
+        "twilio": {"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "packaging-test-twilio-token"},
+        "emnify": {"application_token": "packaging-test-emnify-token"},
+        "thousandeyes": {"bearer_token": "packaging-test-thousandeyes-token"},
     }
     streams = {stream.name for stream in SourceUsage().streams(config)}
     assert streams == {path.stem for path in (ROOT / "schemas").glob("*.json")}

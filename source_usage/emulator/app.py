@@ -37,6 +37,7 @@ class VendorApp(ABC):
     def connector_config(self, base_url: str) -> Dict[str, Any]:
         """This vendor's section of a connector config pointing at the emulator."""
 
+    @abstractmethod
     def advance(self, steps: int = 1) -> None:
         """Make new usage appear (and grow what is still changing), `steps` periods' worth."""
 

@@ -30,7 +30,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from source_usage.emulator.app import VendorApp

@@ -78,12 +78,12 @@ class UsageHttpClient(HttpClient):
                 if status == 429:
                     rate_limit_waits += 1
                     if rate_limit_waits > policy.max_rate_limit_waits:
-                        raise self._give_up(request, f"was still rate limited after {rate_limit_waits - 1} waits (HTTP 429)")
+                        raise self._give_up(request, f"was still rate limited after {rate_limit_waits - 1} waits (HTTP 429)") from None
                     delay = told if told is not None else exponential_backoff(rate_limit_waits, policy.backoff_base, policy.backoff_cap, self._rng)
                 else:
                     errors += 1
                     if errors > policy.max_retries:
-                        raise self._give_up(request, f"failed after {errors} attempts (last: {_last_problem(retryable)})")
+                        raise self._give_up(request, f"failed after {errors} attempts (last: {_last_problem(retryable)})") from None
                     delay = told if told is not None else exponential_backoff(errors, policy.backoff_base, policy.backoff_cap, self._rng)
                 delay = min(max(0.0, delay), policy.max_single_wait)
                 self._logger.info(
