@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Iterator, Optional
 
 import pendulum
@@ -29,8 +30,13 @@ def iso_z(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+@lru_cache(maxsize=8192)
 def parse_timestamp(value: str) -> datetime:
-    """An ISO 8601 timestamp as an aware UTC datetime (fast path for the common shapes)."""
+    """An ISO 8601 timestamp as an aware UTC datetime (fast path for the common shapes).
+
+    Cached: a sync sees the same few timestamps over and over (a day's bucket for every client, a minute
+    for every endpoint) and checks each record's cursor more than once.
+    """
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:

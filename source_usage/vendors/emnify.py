@@ -353,8 +353,9 @@ class EmnifyStatsStream(EmnifyStream):
     """One stream flattened from `GET /endpoint/{id}/stats`, one partition (and state) per endpoint.
 
     The first stats stream of a sync requests each endpoint's snapshot and keeps, for every stats stream
-    that has not read yet, the part it flattens (`keep`); those streams then read that part instead of
-    requesting the snapshot again.
+    that has not read yet, that stream's records, flattened while the workers wait for the API anyway;
+    those streams then read them instead of requesting the snapshot again. A snapshot part that cannot be
+    flattened is kept as it is, so that the stream it belongs to reports the problem.
     """
 
     paginator = SinglePage()
@@ -396,16 +397,25 @@ class EmnifyStatsStream(EmnifyStream):
             return
         if kept is None:
             yield from super().fetch_pages(partition)
+        elif "records" in kept:
+            yield kept["records"]
         else:
-            yield list(self.flatten(kept, partition["endpoint_id"]))
+            yield list(self.flatten(kept["part"], partition["endpoint_id"]))
 
     def extract_records(self, body: Any, partition: Mapping[str, Any], response: requests.Response) -> Iterable[dict]:
         if not isinstance(body, Mapping):
             raise UsageError(f"emnify: GET {endpoint_of(response.url)} answered {type(body).__name__}, not a statistics object")
         endpoint_id = partition["endpoint_id"]
         for other in self.directory.stats_streams_yet_to_read(self):
-            self.directory.snapshots.put(other.name, endpoint_id, other.keep(body, response))
+            self.directory.snapshots.put(other.name, endpoint_id, other.kept_for_later(body, response, endpoint_id))
         return self.flatten(self.keep(body, response), endpoint_id)
+
+    def kept_for_later(self, body: Mapping[str, Any], response: requests.Response, endpoint_id: Any) -> dict:
+        part = self.keep(body, response)
+        try:
+            return {"records": list(self.flatten(part, endpoint_id))}
+        except UsageError:
+            return {"part": part}
 
 
 def _skip_deleted_endpoint(response: requests.Response) -> Optional[ErrorResolution]:
@@ -475,16 +485,20 @@ def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime) -> Iterato
     """One record per traffic type and minute the snapshot reports, `rx` and `tx` side by side."""
     if not isinstance(last_hour, Mapping):
         return
+    resolved: Dict[str, tuple] = {}  # label -> (minute, its timestamp), shared by the traffic types
     for traffic_type, series in last_hour.items():
         if not isinstance(series, Mapping):
             continue
         rx, tx = _by_label(series.get("rx")), _by_label(series.get("tx"))
-        minutes = {label: resolve_minute(label, as_of) for label in {**rx, **tx}}
-        for label, minute in sorted(minutes.items(), key=lambda item: item[1]):
+        for label in {**rx, **tx}:
+            if label not in resolved:
+                minute = resolve_minute(label, as_of)
+                resolved[label] = (minute, iso_z(minute))
+        for label in sorted({**rx, **tx}, key=lambda label: resolved[label][0]):
             yield {
                 "endpoint_id": endpoint_id,
                 "traffic_type": traffic_type,
-                "minute": iso_z(minute),
+                "minute": resolved[label][1],
                 "rx": decimal_number(rx.get(label)),
                 "tx": decimal_number(tx.get(label)),
             }
