@@ -22,11 +22,15 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.sources import AbstractSource
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.streams import Stream
+from airbyte_cdk.sources.utils.schema_helpers import split_config
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_usage.config import UsageConfig, unknown_keys
 from source_usage.framework.errors import ConfigError, UsageError
+from source_usage.framework.prefetch import VendorPrefetcher, group_by_vendor
+from source_usage.framework.stream import UsageStream
 from source_usage.framework.http_client import RetryPolicy
 from source_usage.vendors import emnify, meraki, thousandeyes, twilio
 
@@ -133,9 +137,11 @@ class SourceUsage(AbstractSource):
         for key in unknown_keys(config):
             logger.warning(f"Ignoring unknown config key '{key}': check its spelling against the spec")
         self._built = None  # a new read starts from what the vendors say now
+        ordered = in_dependency_order(catalog, self.streams(config))
+        prefetcher = self._start_prefetching(logger, config, ordered, state)
         failed: List[str] = []
         try:
-            for message in super().read(logger, config, in_dependency_order(catalog, self.streams(config)), state):
+            for message in super().read(logger, config, ordered, state):
                 if message.type is Type.TRACE and _is_incomplete_status(message):
                     failed.append(message.trace.stream_status.stream_descriptor.name)  # type: ignore[union-attr]
                 yield message
@@ -146,6 +152,24 @@ class SourceUsage(AbstractSource):
             # already emitted, so say which streams failed, in one line, without a stack trace.
             names = ", ".join(failed) or "some streams"
             raise UsageError(f"The sync finished, but these streams failed (see their errors above): {names}", summary.failure_type) from None
+        finally:
+            prefetcher.stop()
+
+    def _start_prefetching(
+        self, logger: logging.Logger, config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog, state: Optional[List[AirbyteStateMessage]]
+    ) -> VendorPrefetcher:
+        """Starts reading every vendor's configured streams on a thread per vendor (see `VendorPrefetcher`)."""
+        instances = {stream.name: stream for stream in self.streams(config)}
+        state_manager = ConnectorStateManager(state=state)
+        _, internal_config = split_config(config)
+        planned = [
+            (instances[configured.stream.name], configured, state_manager.get_stream_state(configured.stream.name, None))
+            for configured in catalog.streams
+            if isinstance(instances.get(configured.stream.name), UsageStream)
+        ]
+        prefetcher = VendorPrefetcher()
+        prefetcher.start(group_by_vendor(planned), logger, self._slice_logger, state_manager, internal_config)
+        return prefetcher
 
 
 def _is_incomplete_status(message: AirbyteMessage) -> bool:

@@ -45,6 +45,7 @@ LARGE_STATE_CHECKPOINT_SECONDS = 1.0
 class UsageStream(HttpStream, ABC):
     paginator: Paginator = SinglePage()
     max_workers: Optional[int] = None  # default: the vendor's
+    prefetched_by: Optional[Any] = None  # the VendorPrefetcher reading this stream ahead, in a sync
 
     def __init__(self, vendor: Vendor) -> None:
         self.vendor = vendor
@@ -198,6 +199,22 @@ class UsageStream(HttpStream, ABC):
         state_manager: Any,
         internal_config: InternalConfig,
     ) -> Iterable[Any]:
+        """The stream's records and checkpoints: read ahead by the vendor's prefetch thread when one runs."""
+        if self.prefetched_by is not None and self.prefetched_by.handles(self.name):
+            yield from self.prefetched_by.messages(self.name)
+        else:
+            yield from self.read_now(configured_stream, logger, slice_logger, stream_state, state_manager, internal_config)
+
+    def read_now(
+        self,
+        configured_stream: ConfiguredAirbyteStream,
+        logger: logging.Logger,
+        slice_logger: SliceLogger,
+        stream_state: MutableMapping[str, Any],
+        state_manager: Any,
+        internal_config: InternalConfig,
+    ) -> Iterable[Any]:
+        """Reads the stream's partitions on the pool and yields records and state checkpoints."""
         self.vendor.raise_if_rejected()
         sync_mode = configured_stream.sync_mode
         saved = stream_state or self._incoming_state
