@@ -6,7 +6,7 @@ Not a test (machines are noisy): it prints figures. Scenarios:
              fetches exactly the same pages one after another and only parses them (the floor for a
              Python client); per stream: records, requests against the minimum the data needs, 429s,
              seconds; overall: records/s, CPU seconds per 10,000 records, peak RSS.
-* `memory`   peak RSS of the same read at `--scale` and at twice that: it must not grow with scale.
+* `memory`   peak RSS of the same read at `--scale`, twice and four times that: it must not grow with scale.
 * `meraki`   Meraki's limit on (10 requests/s per organization) over 4 organizations: the sync against
              the ideal time (requests per organization / 10 per second), and the share of 429s.
 * `emnify`   emnify's limit on (100 stats requests/s): a statistics sweep over 2,000 endpoints against
@@ -294,7 +294,7 @@ def open_read(scale: int, repeat: int) -> Read:
 
 def memory(scale: int) -> None:
     print("\n== Peak memory against scale (rate limits off) ==")
-    for factor in (scale, 2 * scale):
+    for factor in (scale, 2 * scale, 4 * scale):
         with Sandbox(factor, rate_limits=False, vendors=VENDORS) as sandbox:
             result = read_with_connector(sandbox.config, env=NO_CLIENT_BUDGETS)
         print(f"scale {factor:>3}: {result.total_records:>9} records, peak RSS {result.peak_rss_mb:.0f} MB (target < 300 MB, flat)")

@@ -36,7 +36,7 @@ class _Stopped(Exception):
 class VendorPrefetcher:
     """One producer thread per vendor; `messages(stream)` replays what the stream produced, in order."""
 
-    def __init__(self, buffered_batches: int = 64) -> None:
+    def __init__(self, buffered_batches: int = 16) -> None:
         self._buffered_batches = buffered_batches
         self._queues: Dict[str, "queue.Queue[Tuple[str, Any]]"] = {}
         self._threads: List[threading.Thread] = []
