@@ -29,8 +29,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "source-usage=source_usage.run:run",
-            "tap-usage=source_usage.singer:main",
+            "source-usage=source_usage.console:airbyte_main",
+            "tap-usage=source_usage.console:singer_main",
             "source-usage-sandbox=source_usage.emulator.cli:main",
             "source-usage-demo=source_usage.demo:main",
         ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
+from typing import List
 
 import pytest
 
@@ -106,6 +108,21 @@ def test_full_read_of_every_stream_equals_what_the_emulator_holds(emulator: Emul
         stream = entry["stream"]["name"]
         expected = emulator.expected(stream, start_date=config["start_date"])
         assert_records_match(run.records(stream), expected, primary_key(catalog, stream), stream)
+    assert_state_messages_count_the_records_before_them(run.messages)
+
+
+def assert_state_messages_count_the_records_before_them(messages: List[dict]) -> None:
+    """Airbyte checks each state's `sourceStats.recordCount` against the records it received since the last one."""
+    since_last_state: Counter = Counter()
+    checked = 0
+    for message in messages:
+        if message.get("type") == "RECORD":
+            since_last_state[message["record"]["stream"]] += 1
+        elif message.get("type") == "STATE":
+            stream = message["state"]["stream"]["stream_descriptor"]["name"]
+            assert message["state"]["sourceStats"]["recordCount"] == since_last_state.pop(stream, 0), stream
+            checked += 1
+    assert checked and not since_last_state, f"records after the last state: {dict(since_last_state)}"
 
 
 def test_incremental_read_returns_new_usage_and_nothing_delivered_before_beyond_the_lookbacks(emulator: Emulator) -> None:

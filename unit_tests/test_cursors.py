@@ -47,9 +47,18 @@ def test_given_emit_only_newer_when_a_record_is_not_newer_than_its_partition_sta
     cursor = PerPartitionCursor("last_updated", ["endpoint_id"], emit_only_newer=True)
     cursor.load({"states": [{"partition": {"endpoint_id": 166}, "cursor": {"last_updated": "2026-11-01T10:00:00.000Z"}}]}, LOG, "stream")
 
-    assert not cursor.should_emit({"endpoint_id": 166}, {"last_updated": "2026-11-01T10:00:00.000Z"})
-    assert cursor.should_emit({"endpoint_id": 166}, {"last_updated": "2026-11-01T10:00:01.000Z"})
-    assert cursor.should_emit({"endpoint_id": 167}, {"last_updated": "2020-01-01T00:00:00.000Z"})
+    should_emit = cursor.emit_filter({"endpoint_id": 166})
+    assert should_emit is not None
+    assert not should_emit({"last_updated": "2026-11-01T10:00:00.000Z"})
+    assert should_emit({"last_updated": "2026-11-01T10:00:01.000Z"})
+    assert cursor.emit_filter({"endpoint_id": 167}) is None  # no state for this endpoint: everything is emitted
+
+
+def test_given_a_cursor_without_emit_only_newer_when_asked_then_it_filters_nothing() -> None:
+    cursor = PerPartitionCursor("ts", ["networkId"])
+    cursor.load({"states": [{"partition": {"networkId": "N_1"}, "cursor": {"ts": "2026-11-01T00:00:00Z"}}]}, LOG, "stream")
+
+    assert cursor.emit_filter({"networkId": "N_1"}) is None  # lookback re-reads are emitted again
 
 
 def test_given_foreign_states_when_loaded_then_they_are_ignored_with_a_warning(caplog) -> None:

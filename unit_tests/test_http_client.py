@@ -10,6 +10,7 @@ import requests_mock
 from airbyte_cdk.models import FailureType
 
 from source_usage.framework.errors import UsageError
+from source_usage.framework.vendor import read_environment_once
 from unit_tests.helpers import read_stream, template
 from unit_tests.meraki_fixtures import BASE, meraki_streams
 
@@ -101,3 +102,32 @@ def test_given_every_request_when_sent_then_it_has_a_timeout() -> None:
         mock.get(ORGS, json=[])
         read_organizations()
         assert mock.last_request.timeout == (10.0, 60.0)
+
+
+# ----- the environment: read once per vendor session ---------------------------------------------------
+
+
+def test_given_proxy_and_ca_bundle_variables_when_a_vendor_session_is_made_then_it_uses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corporate-ca.pem")
+    session = requests.Session()
+
+    read_environment_once(session, "https://api.meraki.com/api/v1")
+
+    assert session.proxies["https"] == "http://proxy.example:3128"
+    assert session.verify == "/etc/corporate-ca.pem"
+    assert session.trust_env is False  # requests no longer re-reads the environment on every request
+
+
+def test_given_the_vendor_host_in_no_proxy_when_a_vendor_session_is_made_then_it_goes_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    session = requests.Session()
+
+    read_environment_once(session, "http://127.0.0.1:8080/meraki/api/v1")
+
+    assert not session.proxies
+    assert session.verify is True

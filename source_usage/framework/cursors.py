@@ -37,8 +37,9 @@ class StreamCursor(ABC):
     def load(self, state: Optional[Mapping[str, Any]], logger: logging.Logger, stream: str) -> None:
         """Adopt a saved state; a shape this cursor does not know is ignored with one warning."""
 
-    def should_emit(self, partition: Partition, record: Mapping[str, Any]) -> bool:
-        return True
+    def emit_filter(self, partition: Partition) -> Optional[Callable[[Mapping[str, Any]], bool]]:
+        """Which of `partition`'s records to emit, decided once per partition: None means all of them."""
+        return None
 
     @abstractmethod
     def close_partition(self, partition: Partition, greatest: Optional[str]) -> bool:
@@ -119,11 +120,12 @@ class PerPartitionCursor(StreamCursor):
                 self._values = {}
         self._started = dict(self._values)
 
-    def should_emit(self, partition: Partition, record: Mapping[str, Any]) -> bool:
-        if not self._emit_only_newer:
-            return True
-        previous = self._started.get(self._key(partition))
-        return previous is None or self._parse(record[self.cursor_field]) > self._parse(previous)
+    def emit_filter(self, partition: Partition) -> Optional[Callable[[Mapping[str, Any]], bool]]:
+        previous = self._started.get(self._key(partition)) if self._emit_only_newer else None
+        if previous is None:
+            return None
+        delivered_up_to, parse, field = self._parse(previous), self._parse, self.cursor_field
+        return lambda record: parse(record[field]) > delivered_up_to
 
     def close_partition(self, partition: Partition, greatest: Optional[str]) -> bool:
         key = self._key(partition)

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from abc import ABC, abstractmethod
+from itertools import islice
 from typing import Any, Generator, Iterable, List, Mapping, MutableMapping, Optional
 
 import requests
@@ -37,6 +38,7 @@ from source_usage.framework.vendor import Vendor
 from source_usage.framework.windows import parse_timestamp
 
 MAX_PAGES_PER_PARTITION = 100_000
+BATCH_RECORDS = 500  # records handed from a partition's worker to the stream's thread at a time
 # A state made of many partitions is large; write it at most this often (and always at the end).
 LARGE_STATE_PARTITIONS = 20
 LARGE_STATE_CHECKPOINT_SECONDS = 1.0
@@ -139,8 +141,9 @@ class UsageStream(HttpStream, ABC):
             self._validator = RecordValidator(self.name, self.get_json_schema())
         return self._validator
 
-    def fetch_pages(self, partition: Partition) -> Iterable[List[dict]]:
-        """The raw records of `partition`, one list per page, from the first page to the last."""
+    def fetch_pages(self, partition: Partition) -> Iterable[Iterable[dict]]:
+        """The raw records of `partition`, one iterable per page, from the first page to the last. Each page
+        is consumed before the next one is requested; its records are built as they are consumed."""
         token: Optional[Mapping[str, Any]] = None
         followed: set = set()
         for _ in range(MAX_PAGES_PER_PARTITION):
@@ -148,7 +151,7 @@ class UsageStream(HttpStream, ABC):
             if not response.ok:  # an override chose to ignore this status
                 self.ignored_response(response, partition)
                 return
-            yield list(self.parse_response(response, stream_state={}, stream_slice=partition))
+            yield self.parse_response(response, stream_state={}, stream_slice=partition)
             next_page = self.paginator.next_page(response)
             if next_page is None:
                 return
@@ -158,28 +161,33 @@ class UsageStream(HttpStream, ABC):
                 return
             followed.add(marker)
             token = _token(next_page)
+            del response  # one page's body in memory at a time, not two while the next one downloads
         raise UsageError(f"{self.name}: more than {MAX_PAGES_PER_PARTITION} pages for {partition}; giving up")
 
     def read_partition(self, partition: Partition) -> Generator[List[dict], None, Optional[str]]:
-        """Validated records of one partition, a page at a time; returns its greatest cursor value."""
+        """Validated records of one partition, a batch at a time; returns its greatest cursor value."""
         cursor_field = self.cursor_field if isinstance(self.cursor_field, str) else None
         greatest: Optional[str] = None
         greatest_at = None
         validate = self.validator.normalize_and_validate
-        should_emit = self.stream_cursor.should_emit
+        should_emit = self.stream_cursor.emit_filter(partition)
         for page in self.fetch_pages(partition):
-            batch = []
-            for record in page:
-                validate(record)
-                if cursor_field is not None:
-                    value = record.get(cursor_field)
-                    if value is not None:
-                        moment = parse_timestamp(value)
-                        if greatest_at is None or moment > greatest_at:
-                            greatest, greatest_at = value, moment
-                if should_emit(partition, record):
-                    batch.append(record)
-            yield batch
+            # Built and handed over in batches of a bounded size, so that the records in flight do not grow
+            # with the page size (a Meraki usage page can hold 31 days of 1,000 clients).
+            records = iter(page)
+            while True:
+                batch = list(islice(records, BATCH_RECORDS))
+                if not batch:
+                    break
+                for record in batch:
+                    validate(record)
+                    if cursor_field is not None:
+                        value = record.get(cursor_field)
+                        if value is not None:
+                            moment = parse_timestamp(value)
+                            if greatest_at is None or moment > greatest_at:
+                                greatest, greatest_at = value, moment
+                yield batch if should_emit is None else [record for record in batch if should_emit(record)]
         return greatest
 
     @property

@@ -28,6 +28,18 @@ def timeout_from_environment() -> Tuple[float, float]:
     return (DEFAULT_TIMEOUT[0], float(read)) if read else DEFAULT_TIMEOUT
 
 
+def read_environment_once(session: requests.Session, base_url: str) -> None:
+    """Applies the proxy (`HTTPS_PROXY`, `NO_PROXY`...) and CA bundle (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`)
+    settings of the environment to `session` once, instead of requests reading them again for every request
+    (a noticeable share of a request's CPU time). A vendor's requests all go to its base URL's host, so its
+    proxy decision is the same for each. `.netrc` is not consulted: credentials come from the config."""
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca_bundle:
+        session.verify = ca_bundle
+    session.trust_env = False
+
+
 @dataclass
 class Vendor:
     """One configured vendor. Its streams share one connection pool, authenticator and API budget."""
@@ -89,6 +101,7 @@ class Vendor:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["User-Agent"] = "source-usage (Airbyte source; https://github.com/source-usage/source-usage)"
+        read_environment_once(session, self.base_url)
         return session
 
     def _remember_rejection(self, message: str) -> None:
