@@ -184,5 +184,25 @@ def assert_records_match(actual: List[dict], expected: List[dict], pk: Sequence[
         assert actual_by_key[key] == record, f"{stream} {key}: got {actual_by_key[key]}, expected {record}"
 
 
+def assert_read_matches_emulator(
+    run: Run,
+    emulator: Any,
+    catalog: Mapping[str, Any],
+    streams: Optional[Sequence[str]] = None,
+    holds_records: bool = False,
+    **options: Any,
+) -> None:
+    """A read that succeeded and returned, for each of `streams` (default: the catalog's), exactly what the
+    emulator holds for the run's options (start date, granularity...). `holds_records`: also insist the
+    emulator holds some records for each stream, so that the comparison cannot pass on empty streams."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not run.errors
+    for stream in streams or [entry["stream"]["name"] for entry in catalog["streams"]]:
+        expected = emulator.expected(stream, **options)
+        if holds_records:
+            assert expected, f"the emulator holds no {stream}"
+        assert_records_match(run.records(stream), expected, primary_key(catalog, stream), stream)
+
+
 def distinct_keys(records: Iterable[Mapping[str, Any]], pk: Sequence[str]) -> set:
     return {key_of(record, pk) for record in records}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
-
 import pytest
 
-from integration_tests.harness import assert_records_match, configured_catalog, primary_key, run_connector
+from integration_tests.harness import (
+    assert_read_matches_emulator,
+    configured_catalog,
+    run_connector,
+)
 from source_usage.emulator import Emulator
 from source_usage.emulator.thousandeyes import ThousandEyesApp
 
@@ -20,15 +22,6 @@ def thousandeyes(emulator: Emulator) -> ThousandEyesApp:
     return app
 
 
-def assert_streams_match(run: Any, emulator: Emulator, catalog: Dict[str, Any]) -> None:
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert not run.errors
-    for stream in STREAMS:
-        expected = emulator.expected(stream)
-        assert expected, f"the emulator holds no {stream}"
-        assert_records_match(run.records(stream), expected, primary_key(catalog, stream), stream)
-
-
 def test_full_read_of_both_streams_returns_exactly_the_emulators_records_from_one_request() -> None:
     with Emulator(seed=5, scale=2, rate_limits=True, vendors=["thousandeyes"], thousandeyes={"account_group_id": True}) as emulator:
         config = emulator.config()
@@ -36,7 +29,7 @@ def test_full_read_of_both_streams_returns_exactly_the_emulators_records_from_on
 
         run = run_connector("read", config, catalog)
 
-        assert_streams_match(run, emulator, catalog)
+        assert_read_matches_emulator(run, emulator, catalog, holds_records=True)
         assert any(record.get("cloudUnitsProjected") is None for record in run.records("thousandeyes_test_usage")), "a brand-new test"
         assert emulator.stats()["thousandeyes"]["by_route"] == {"/usage": {"200": 1}}, "both streams share one GET /usage"
 
@@ -48,7 +41,7 @@ def test_a_server_that_ignores_expand_is_read_through_the_paged_tests_endpoint()
 
         run = run_connector("read", config, catalog)
 
-        assert_streams_match(run, emulator, catalog)
+        assert_read_matches_emulator(run, emulator, catalog, holds_records=True)
         tests = len(emulator.expected("thousandeyes_test_usage"))
         routes = emulator.stats()["thousandeyes"]["by_route"]
         assert routes == {"/usage": {"200": 1}, "/usage/units/tests": {"200": -(-tests // 3)}}, "every page once, until no next link"
@@ -64,7 +57,7 @@ def test_incremental_read_emits_the_current_period_again_with_its_new_usage() ->
         emulator.advance(1)
         second = run_connector("read", config, catalog, state=first.final_state())
 
-        assert_streams_match(second, emulator, catalog)
+        assert_read_matches_emulator(second, emulator, catalog, holds_records=True)
         [before], [after] = first.records("thousandeyes_usage"), second.records("thousandeyes_usage")
         assert after["monthStart"] == before["monthStart"] and after["cloudUnitsUsed"] > before["cloudUnitsUsed"]
         new_tests = {record["testId"] for record in second.records("thousandeyes_test_usage")} - {
@@ -82,7 +75,7 @@ def test_a_429_storm_is_ridden_out_by_waiting_for_each_announced_reset() -> None
 
         run = run_connector("read", config, catalog)
 
-        assert_streams_match(run, emulator, catalog)
+        assert_read_matches_emulator(run, emulator, catalog, holds_records=True)
         served = list(thousandeyes(emulator).served)
         assert [request.status for request in served] == [429, 429, 200], "two refusals, then one success: no blind retries"
         for refused, following in zip(served, served[1:]):

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from integration_tests.harness import (
+    assert_read_matches_emulator,
     assert_records_match,
     configured_catalog,
     distinct_keys,
@@ -55,11 +56,7 @@ def test_full_read_returns_exactly_the_emulators_group_by_sim_records(granularit
 
         run = run_connector("read", config, catalog)
 
-        assert run.returncode == 0, run.stderr[-2000:]
-        assert not run.errors
-        expected = emulator.expected(STREAM, start_date=config["start_date"], granularity=granularity)
-        assert expected, "the emulator holds usage since the start date"
-        assert_records_match(run.records(STREAM), expected, primary_key(catalog, STREAM), STREAM)
+        assert_read_matches_emulator(run, emulator, catalog, holds_records=True, start_date=config["start_date"], granularity=granularity)
         requests_sent = emulator.stats()["twilio"]["requests"]
         if granularity == "hour":
             assert requests_sent > windows_read(run), "some windows needed a second page"

@@ -259,17 +259,9 @@ class ThousandEyesApp(VendorApp):
                 scalars = {key: value for key, value in details.items() if key != "quota"}
                 return [{**scalars, "quota": details["quota"], "monthStart": month_start, "monthEnd": iso(self.month_end)}]
             if stream == "thousandeyes_test_usage":
+                # The `tests` item as served, plus the period; a brand-new test's absent projection is null.
                 return [
-                    {
-                        "monthStart": month_start,
-                        "aid": test.aid,
-                        "accountGroupName": test.account_group_name,
-                        "testId": test.test_id,
-                        "testName": test.test_name,
-                        "testType": test.test_type,
-                        "cloudUnitsUsed": test.cloud_used(self.step),
-                        "cloudUnitsProjected": test.cloud_projected(self.step),
-                    }
+                    {"monthStart": month_start, "cloudUnitsProjected": None, **self._test_item(test)}
                     for test in self._visible_tests()
                 ]
         raise KeyError(stream)

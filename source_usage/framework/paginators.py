@@ -28,7 +28,14 @@ class NextPage:
 
 
 class Paginator(ABC):
+    def __init__(self, page_size_param: Optional[str] = None, page_size: Optional[int] = None) -> None:
+        self._page_size_param = page_size_param
+        self._page_size = page_size
+
     def first_page_params(self) -> Mapping[str, Any]:
+        """The page size to ask for (the endpoint's largest), when the endpoint takes one."""
+        if self._page_size_param and self._page_size:
+            return {self._page_size_param: self._page_size}
         return {}
 
     @abstractmethod
@@ -49,15 +56,6 @@ class LinkHeaderPaginator(Paginator):
     Relative links are resolved against the URL of the response that carried them.
     """
 
-    def __init__(self, page_size_param: Optional[str] = None, page_size: Optional[int] = None) -> None:
-        self._page_size_param = page_size_param
-        self._page_size = page_size
-
-    def first_page_params(self) -> Mapping[str, Any]:
-        if self._page_size_param and self._page_size:
-            return {self._page_size_param: self._page_size}
-        return {}
-
     def next_page(self, response: requests.Response) -> Optional[NextPage]:
         link = response.links.get("next", {}).get("url")
         if not link:
@@ -69,14 +67,8 @@ class NextPageUrlPaginator(Paginator):
     """A next-page URL in the body (for example Twilio's `meta.next_page_url`), null on the last page."""
 
     def __init__(self, path: Sequence[str], page_size_param: Optional[str] = None, page_size: Optional[int] = None) -> None:
+        super().__init__(page_size_param, page_size)
         self._path = tuple(path)
-        self._page_size_param = page_size_param
-        self._page_size = page_size
-
-    def first_page_params(self) -> Mapping[str, Any]:
-        if self._page_size_param and self._page_size:
-            return {self._page_size_param: self._page_size}
-        return {}
 
     def next_page(self, response: requests.Response) -> Optional[NextPage]:
         url = _dig(json_body(response), self._path)
@@ -107,14 +99,13 @@ class PageNumberPaginator(Paginator):
         total_pages_header: str = "X-Total-Pages",
         first_page: int = 1,
     ) -> None:
+        super().__init__(page_size_param, page_size)
         self._page_param = page_param
-        self._page_size_param = page_size_param
-        self._page_size = page_size
         self._total_pages_header = total_pages_header
         self._first_page = first_page
 
     def first_page_params(self) -> Mapping[str, Any]:
-        return {self._page_param: self._first_page, self._page_size_param: self._page_size}
+        return {self._page_param: self._first_page, **super().first_page_params()}
 
     def next_page(self, response: requests.Response) -> Optional[NextPage]:
         query = parse_qs(urlsplit(response.url).query)
