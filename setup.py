@@ -13,7 +13,7 @@ setup(
     license="MIT",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["source_usage", "source_usage.*"]),
-    package_data={"source_usage": ["spec.json", "schemas/*.json"]},
+    package_data={"source_usage": ["schemas/*.json"]},
     include_package_data=True,
     install_requires=[
         "airbyte-cdk>=7.28,<8",
@@ -33,6 +33,13 @@ setup(
             "tap-usage=source_usage.console:singer_main",
             "source-usage-sandbox=source_usage.emulator.cli:main",
             "source-usage-demo=source_usage.demo:main",
+        ],
+        # Vendor plugins: a third-party package registers its own VendorPlugin instance here the same way.
+        "source_usage.vendors": [
+            "meraki=source_usage.vendors.meraki:plugin",
+            "twilio=source_usage.vendors.twilio:plugin",
+            "emnify=source_usage.vendors.emnify:plugin",
+            "thousandeyes=source_usage.vendors.thousandeyes:plugin",
         ],
     },
 )

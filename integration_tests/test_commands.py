@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from collections import Counter
 from typing import List
 
@@ -36,7 +38,7 @@ def test_spec_marks_every_secret_and_exposes_exactly_the_documented_keys() -> No
     assert run.returncode == 0
     [spec] = [message["spec"] for message in run.messages if message["type"] == "SPEC"]
     properties = spec["connectionSpecification"]["properties"]
-    assert set(properties) == {"start_date", "meraki", "twilio", "emnify", "thousandeyes"}
+    assert set(properties) == {"start_date", "meraki", "twilio", "emnify", "thousandeyes", "shard"}
     secrets = {
         (vendor, key)
         for vendor in ("meraki", "twilio", "emnify", "thousandeyes")
@@ -50,6 +52,20 @@ def test_spec_marks_every_secret_and_exposes_exactly_the_documented_keys() -> No
         ("emnify", "application_token"),
         ("thousandeyes", "bearer_token"),
     }
+
+
+def test_spec_assembled_from_the_plugins_equals_the_published_spec_for_the_four_vendors() -> None:
+    """The published spec (integration_tests/published_spec.json, the connector's spec before vendors became
+    plugins) is what users' configs were written against: assembling it from the plugins changes nothing."""
+    published = json.loads((Path(__file__).parent / "published_spec.json").read_text())
+    run = run_connector("spec")
+    [spec] = [message["spec"] for message in run.messages if message["type"] == "SPEC"]
+    assert spec["documentationUrl"] == published["documentationUrl"]
+    assembled = spec["connectionSpecification"]
+    for key in ("$schema", "title", "type", "additionalProperties"):
+        assert assembled[key] == published["connectionSpecification"][key]
+    for name, schema in published["connectionSpecification"]["properties"].items():
+        assert assembled["properties"][name] == schema, name
 
 
 def test_check_succeeds_against_every_vendor(emulator: Emulator) -> None:

@@ -13,7 +13,7 @@ from source_usage.emulator import Emulator
 from source_usage.emulator.thousandeyes import ThousandEyesApp
 
 STREAMS = ["thousandeyes_usage", "thousandeyes_test_usage"]
-PERMISSION = 'the token\'s user lacks the permission to view usage (ThousandEyes needs "View organization usage")'
+PERMISSION = 'the token\'s user lacks the permission "View organization usage" (called "View Billing" in the usage SDK\'s docs)'
 
 
 def thousandeyes(emulator: Emulator) -> ThousandEyesApp:

@@ -1,112 +1,129 @@
-"""The connector's config: validated once, before any request, into typed settings per vendor."""
+"""The connector's config: its spec, assembled from the vendor plugins, and its parsing into typed settings.
+
+The config is validated once, before any request: against the JSON schema of the spec (a message names
+the offending field and never echoes a secret), then by each configured vendor's own parser.
+"""
 
 from __future__ import annotations
 
-import json
-import pkgutil
+import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import pendulum
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from source_usage.framework.errors import ConfigError
+from source_usage.framework.plugin import VendorPlugin, plugins
+from source_usage.framework.secrets import mask_config_secrets
+from source_usage.framework.sync import Shard
 
 DEFAULT_START_LOOKBACK = timedelta(days=30)
+DOCUMENTATION_URL = "https://github.com/source-usage/source-usage#configuration"
+
+START_DATE = {
+    "type": "string",
+    "title": "Start date",
+    "description": (
+        "The earliest usage to sync, as an ISO 8601 UTC timestamp (for example 2026-01-01T00:00:00Z). Defaults to 30 "
+        "days before the sync starts. Vendors that cannot look back that far start at their limit and log one warning."
+    ),
+    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$",
+    "pattern_descriptor": "YYYY-MM-DDTHH:mm:ssZ",
+    "examples": ["2026-01-01T00:00:00Z"],
+    "format": "date-time",
+}
+
+SHARD = {
+    "type": "object",
+    "title": "Shard",
+    "description": (
+        "For syncs that outgrow one machine: run `count` connections with the same config and `index` 0 to "
+        "count-1. Each reads a disjoint part of the partitions that dominate the sync (Meraki networks and "
+        "organizations, emnify endpoints, ThousandEyes account groups), with its own state; together they read "
+        "everything exactly once. Default: one shard."
+    ),
+    "required": ["index", "count"],
+    "properties": {
+        "index": {"type": "integer", "title": "Shard index", "description": "This connection's shard, from 0 to count-1.", "minimum": 0, "order": 0},
+        "count": {"type": "integer", "title": "Shard count", "description": "How many shards there are.", "minimum": 1, "maximum": 1000, "order": 1},
+    },
+}
 
 
-@dataclass(frozen=True)
-class MerakiConfig:
-    api_key: str
-    base_url: str
-    organization_ids: tuple[str, ...]
-    network_ids: tuple[str, ...]
-    lookback: timedelta
+@lru_cache(maxsize=1)
+def connection_specification() -> Mapping[str, Any]:
+    """The connector's config schema: the start date, each vendor plugin's section in order, the shard."""
+    properties: Dict[str, Any] = {"start_date": {**START_DATE, "order": 0}}
+    order = 1
+    for plugin in plugins():
+        properties[plugin.name] = {**copy.deepcopy(dict(plugin.spec)), "order": order}
+        order += 1
+    properties["shard"] = {**SHARD, "order": order}
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Usage and cost from network and IoT vendors",
+        "type": "object",
+        "additionalProperties": True,
+        "properties": properties,
+    }
 
 
-@dataclass(frozen=True)
-class TwilioConfig:
-    account_sid: str
-    username: str
-    password: str
-    credential_name: str
-    base_url: str
-    granularity: str
-    lookback: timedelta
-
-
-@dataclass(frozen=True)
-class EmnifyConfig:
-    application_token: str
-    base_url: str
-
-
-@dataclass(frozen=True)
-class ThousandEyesConfig:
-    bearer_token: str
-    base_url: str
-    account_group_id: Optional[str]
+def specification() -> Dict[str, Any]:
+    return {"documentationUrl": DOCUMENTATION_URL, "connectionSpecification": copy.deepcopy(dict(connection_specification()))}
 
 
 @dataclass(frozen=True)
 class UsageConfig:
     start_date: datetime
-    meraki: Optional[MerakiConfig] = None
-    twilio: Optional[TwilioConfig] = None
-    emnify: Optional[EmnifyConfig] = None
-    thousandeyes: Optional[ThousandEyesConfig] = None
+    vendors: Tuple[Tuple[VendorPlugin, Any], ...]
+    shard: Shard = Shard()
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], now: Optional[datetime] = None) -> "UsageConfig":
         """Validate `raw` against the spec and the rules JSON Schema cannot express."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError("(top level)", "must be a JSON object")
+        mask_config_secrets(connection_specification(), raw)
         validate_against_spec(raw)
         now = now or datetime.now(timezone.utc)
-        vendors = [name for name in VENDOR_KEYS if raw.get(name) is not None]
-        if not vendors:
-            raise ConfigError(
-                "(top level)", f"needs at least one vendor object: {', '.join(VENDOR_KEYS)}"
-            )
+        configured = [plugin for plugin in plugins() if raw.get(plugin.name) is not None]
+        if not configured:
+            names = ", ".join(plugin.name for plugin in plugins())
+            raise ConfigError("(top level)", f"needs at least one vendor object: {names}")
         return cls(
             start_date=_start_date(raw.get("start_date"), now),
-            meraki=_meraki(raw["meraki"]) if raw.get("meraki") is not None else None,
-            twilio=_twilio(raw["twilio"]) if raw.get("twilio") is not None else None,
-            emnify=_emnify(raw["emnify"]) if raw.get("emnify") is not None else None,
-            thousandeyes=_thousandeyes(raw["thousandeyes"]) if raw.get("thousandeyes") is not None else None,
+            vendors=tuple((plugin, plugin.parse_config(raw[plugin.name])) for plugin in configured),
+            shard=_shard(raw.get("shard")),
         )
 
-
-VENDOR_KEYS = ("meraki", "twilio", "emnify", "thousandeyes")
-
-
-@lru_cache(maxsize=1)
-def connection_specification() -> Mapping[str, Any]:
-    raw = pkgutil.get_data("source_usage", "spec.json")
-    assert raw is not None
-    return json.loads(raw)["connectionSpecification"]
+    def section(self, name: str) -> Optional[Any]:
+        for plugin, config in self.vendors:
+            if plugin.name == name:
+                return config
+        return None
 
 
 def validate_against_spec(raw: Mapping[str, Any]) -> None:
     """Raise a ConfigError naming the first offending field (never echoing a secret)."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("(top level)", "must be a JSON object")
     spec = connection_specification()
     error = best_match(Draft7Validator(spec).iter_errors(raw))
     if error is not None:
-        raise ConfigError(_field_of(error), _describe(error, spec))
+        raise ConfigError(_field_of(error), _describe(error))
 
 
-def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
+def unknown_keys(raw: Mapping[str, Any]) -> List[str]:
     """Keys the spec does not know, such as a misspelt `granularty`: they are ignored, so say so."""
     spec = connection_specification()["properties"]
     unknown = [key for key in raw if key not in spec and not key.startswith("_")]
-    for vendor in VENDOR_KEYS:
-        section = raw.get(vendor)
+    for plugin in plugins():
+        section = raw.get(plugin.name)
         if isinstance(section, Mapping):
-            known = spec[vendor]["properties"]
-            unknown += [f"{vendor}.{key}" for key in section if key not in known]
+            known = spec[plugin.name].get("properties", {})
+            unknown += [f"{plugin.name}.{key}" for key in section if key not in known]
     return unknown
 
 
@@ -122,8 +139,8 @@ def _is_secret(error: ValidationError) -> bool:
     return bool(isinstance(error.schema, Mapping) and error.schema.get("airbyte_secret"))
 
 
-def _describe(error: ValidationError, spec: Mapping[str, Any]) -> str:
-    value = "a value" if _is_secret(error) else repr(error.instance)
+def _describe(error: ValidationError) -> str:
+    value = "a value" if _is_secret(error) else _shown(error.instance)
     if error.validator == "required":
         return "is required"
     if error.validator == "enum":
@@ -138,99 +155,39 @@ def _describe(error: ValidationError, spec: Mapping[str, Any]) -> str:
         return f"must be {hint or 'of the form ' + error.validator_value} (got {value})"
     if error.validator in ("minimum", "maximum"):
         return f"must be {'at least' if error.validator == 'minimum' else 'at most'} {error.validator_value} (got {value})"
-    return error.message if not _is_secret(error) else "is invalid"
+    return "is invalid" if _is_secret(error) else error.message[:200]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _start_date(value: Optional[str], now: datetime) -> datetime:
     if not value:
         return now - DEFAULT_START_LOOKBACK
+    problem = f"must be an ISO 8601 UTC timestamp like 2026-01-01T00:00:00Z (got {_shown(value)})"
     try:
         parsed = pendulum.parse(value, strict=False)
-    except (ValueError, pendulum.parsing.exceptions.ParserError):
-        raise ConfigError("start_date", f"must be an ISO 8601 UTC timestamp like 2026-01-01T00:00:00Z (got {value!r})") from None
+    except (ValueError, OverflowError, pendulum.parsing.exceptions.ParserError):
+        raise ConfigError("start_date", problem) from None
     if not isinstance(parsed, datetime):
-        raise ConfigError("start_date", f"must be an ISO 8601 UTC timestamp like 2026-01-01T00:00:00Z (got {value!r})")
+        raise ConfigError("start_date", problem)
     start = parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     start = datetime.fromtimestamp(start.timestamp(), tz=timezone.utc)
+    if start.year < 1970:
+        raise ConfigError("start_date", f"is before 1970 (got {_shown(value)})")
     if start > now:
-        raise ConfigError("start_date", f"is in the future ({value!r})")
+        raise ConfigError("start_date", f"is in the future ({_shown(value)})")
     return start
 
 
-def _base_url(raw: Mapping[str, Any], default: str, version_path: str) -> str:
-    """The configured base URL, completed with the API version path when it was left out.
-
-    The defaults carry the version path (`/api/v1`, `/v1`, `/v7`); a user who gives only a host or a
-    proxy prefix (`https://api.meraki.ca`, `http://127.0.0.1:8000/twilio`) means the same API, so the
-    missing version segments are appended. A URL that already ends with the version is used as given.
-    """
-    url = str(raw.get("base_url") or default).rstrip("/")
-    segments = version_path.strip("/").split("/")
-    for keep in range(len(segments), 0, -1):
-        if url.endswith("/" + "/".join(segments[:keep])):
-            return url + "".join("/" + part for part in segments[keep:])
-    if url.endswith("/" + segments[-1]):
-        return url
-    return url + version_path
-
-
-def _nonempty(section: str, raw: Mapping[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{section}.{key}", "is required and must not be empty")
-    return value.strip()
-
-
-def _ids(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    return tuple(str(item).strip() for item in raw.get(key) or () if str(item).strip())
-
-
-def _meraki(raw: Mapping[str, Any]) -> MerakiConfig:
-    return MerakiConfig(
-        api_key=_nonempty("meraki", raw, "api_key"),
-        base_url=_base_url(raw, "https://api.meraki.com/api/v1", "/api/v1"),
-        organization_ids=_ids(raw, "organization_ids"),
-        network_ids=_ids(raw, "network_ids"),
-        lookback=timedelta(days=int(raw.get("lookback_days", 1))),
-    )
-
-
-def _twilio(raw: Mapping[str, Any]) -> TwilioConfig:
-    account_sid = _nonempty("twilio", raw, "account_sid")
-    has_token = bool(raw.get("auth_token"))
-    has_key = bool(raw.get("api_key_sid")) or bool(raw.get("api_key_secret"))
-    if has_token and has_key:
-        raise ConfigError("twilio", "takes either auth_token or api_key_sid + api_key_secret, not both")
-    if has_key:
-        username = _nonempty("twilio", raw, "api_key_sid")
-        password = _nonempty("twilio", raw, "api_key_secret")
-        credential = f"API key {username}"
-    elif has_token:
-        username, password, credential = account_sid, _nonempty("twilio", raw, "auth_token"), "Auth Token"
-    else:
-        raise ConfigError("twilio.auth_token", "is required (or api_key_sid + api_key_secret)")
-    return TwilioConfig(
-        account_sid=account_sid,
-        username=username,
-        password=password,
-        credential_name=credential,
-        base_url=_base_url(raw, "https://supersim.twilio.com/v1", "/v1"),
-        granularity=str(raw.get("granularity") or "day"),
-        lookback=timedelta(hours=int(raw.get("lookback_hours", 48))),
-    )
-
-
-def _emnify(raw: Mapping[str, Any]) -> EmnifyConfig:
-    return EmnifyConfig(
-        application_token=_nonempty("emnify", raw, "application_token"),
-        base_url=_base_url(raw, "https://cdn.emnify.net/api/v1", "/api/v1"),
-    )
-
-
-def _thousandeyes(raw: Mapping[str, Any]) -> ThousandEyesConfig:
-    account_group = raw.get("account_group_id")
-    return ThousandEyesConfig(
-        bearer_token=_nonempty("thousandeyes", raw, "bearer_token"),
-        base_url=_base_url(raw, "https://api.thousandeyes.com/v7", "/v7"),
-        account_group_id=str(account_group).strip() if account_group not in (None, "") else None,
-    )
+def _shard(raw: Optional[Mapping[str, Any]]) -> Shard:
+    if not raw:
+        return Shard()
+    index, count = raw.get("index"), raw.get("count")
+    if not isinstance(index, int) or not isinstance(count, int) or isinstance(index, bool) or isinstance(count, bool):
+        raise ConfigError("shard", "needs whole numbers index and count")
+    if not 0 <= index < count:
+        raise ConfigError("shard.index", f"must be between 0 and count-1 ({count - 1}) (got {index})")
+    return Shard(index, count)

@@ -3,44 +3,32 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
-from typing import DefaultDict, Dict, List, Mapping, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Mapping, Optional
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
-from airbyte_cdk.models import AirbyteMessage, ConnectorSpecification, Type
-from airbyte_cdk.sources.connector_state_manager import HashableStreamDescriptor
+from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.sources.utils.schema_helpers import split_config
 
 from source_usage.config import UsageConfig
 from source_usage.framework.errors import UsageError
+from source_usage.framework.settings import reload_settings
 from source_usage.source import SourceUsage
+
+INTERRUPTED_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class UsageEntrypoint(AirbyteEntrypoint):
     """The CDK entrypoint, validating the config with messages that name the offending field."""
 
     @staticmethod
-    def validate_connection(source_spec: ConnectorSpecification, config: Mapping) -> None:
+    def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
         connector_config, _ = split_config(config)
         UsageConfig.parse(connector_config)
-
-    _descriptors: Dict[Tuple[str, Optional[str]], HashableStreamDescriptor] = {}
-
-    @classmethod
-    def handle_record_counts(
-        cls, message: AirbyteMessage, stream_message_count: DefaultDict[HashableStreamDescriptor, float]
-    ) -> AirbyteMessage:
-        """The CDK's record counting (state messages carry the records since the last one), with the
-        descriptor of each stream built once instead of once per record: this runs for every record."""
-        if message.type is Type.RECORD and message.record is not None:
-            key = (message.record.stream, message.record.namespace)
-            descriptor = cls._descriptors.get(key)
-            if descriptor is None:
-                descriptor = cls._descriptors[key] = HashableStreamDescriptor(name=key[0], namespace=key[1])
-            stream_message_count[descriptor] += 1.0
-            return message
-        return AirbyteEntrypoint.handle_record_counts(message, stream_message_count)
 
 
 class HideExpectedTracebacks(logging.Filter):
@@ -53,15 +41,51 @@ class HideExpectedTracebacks(logging.Filter):
         return True
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: stop now, keeping what was already written."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
+@contextmanager
+def interruptible(program: str) -> Iterator[None]:
+    """Turns SIGINT and SIGTERM into a prompt, quiet exit. Every message written before the signal is complete
+    and in order, so the last STATE written is one the next sync can resume from; the threads still reading
+    are abandoned (their records were never written), and the process exits at once with 130 or 143."""
+
+    def interrupt(signal_number: int, frame: Any) -> None:
+        raise Interrupted(signal_number)
+
+    previous = {number: signal.signal(number, interrupt) for number in INTERRUPTED_EXIT_CODES}
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as stop:
+        number = stop.signal_number if isinstance(stop, Interrupted) else signal.SIGINT
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        sys.stderr.write(f"{program}: interrupted ({signal.Signals(number).name}); the last STATE message written is where the next sync resumes\n")
+        sys.stderr.flush()
+        os._exit(INTERRUPTED_EXIT_CODES[number])
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def launch(args: Optional[List[str]] = None) -> None:
+    reload_settings()
     entrypoint = UsageEntrypoint(SourceUsage())
     for handler in logging.getLogger().handlers:
         handler.addFilter(HideExpectedTracebacks())
     parsed = entrypoint.parse_args(sys.argv[1:] if args is None else args)
-    with PRINT_BUFFER:
-        write = sys.stdout.write  # the CDK's print buffer; one call per message, newline included
-        for message in entrypoint.run(parsed):
-            write(message + "\n")
+    with interruptible("source-usage"):
+        with PRINT_BUFFER:
+            write = sys.stdout.write  # the CDK's print buffer; one call per message, newline included
+            for message in entrypoint.run(parsed):
+                write(message + "\n")
 
 
 def run() -> None:

@@ -53,7 +53,9 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_usage.framework.errors import UsageError
-from source_usage.run import HideExpectedTracebacks, UsageEntrypoint
+from source_usage.framework.plugin import plugins
+from source_usage.framework.settings import reload_settings
+from source_usage.run import HideExpectedTracebacks, UsageEntrypoint, interruptible
 from source_usage.source import SourceUsage
 
 TAP_NAME = "tap-usage"
@@ -491,6 +493,26 @@ def one_line(text: str) -> str:
 # ----- commands ------------------------------------------------------------------------------------------
 
 
+def read_state_file(path: str) -> Any:
+    """A Singer state as `source-usage` answers a state file: a missing file is an error; one that is not
+    JSON, or not a Singer state, is ignored with a warning (the sync starts from the start date)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = file.read()
+    except OSError as error:
+        raise UsageError(f"Invalid config: (state file) {path} cannot be read: {error.strerror}", FailureType.config_error) from None
+    try:
+        state = json.loads(content) if content.strip() else None
+    except (ValueError, RecursionError):
+        state = "unreadable"
+    try:
+        bookmarks_of(state)
+        return state
+    except (UsageError, RecursionError):
+        logger.warning(f"Ignoring the state file {path}: it is not a Singer state (or not readable); every stream syncs from the start date")
+        return None
+
+
 def read_json(path: str, option: str) -> Any:
     try:
         with open(path, encoding="utf-8") as file:
@@ -556,7 +578,7 @@ def about(output_format: str) -> str:
     spec = SourceUsage().spec(logger).connectionSpecification
     info = {
         "name": TAP_NAME,
-        "description": "Usage and cost data from Meraki, Twilio Super SIM, emnify and ThousandEyes (Singer mode of source-usage)",
+        "description": f"Usage and cost data from {', '.join(plugin.title for plugin in plugins())} (Singer mode of source-usage)",
         "version": package_metadata.version("source-usage"),
         "capabilities": list(CAPABILITIES),
         "supported_python_versions": list(SUPPORTED_PYTHON_VERSIONS),
@@ -621,7 +643,7 @@ def run_command(args: argparse.Namespace, output: SingerOutput) -> None:
                 return
             catalog_path = args.catalog or args.properties
             catalog = read_json(catalog_path, "--catalog") if catalog_path else None
-            state = read_json(args.state, "--state") if args.state else None
+            state = read_state_file(args.state) if args.state else None
             sync(entrypoint, config, catalog, state, output)
     finally:
         printed.flush()
@@ -635,7 +657,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     output = SingerOutput(sys.stdout)
     log_to_stderr()
     try:
-        run_command(args, output)
+        reload_settings()
+        with interruptible(TAP_NAME):
+            run_command(args, output)
     except AirbyteTracedException as failure:
         raise SystemExit(f"{TAP_NAME}: {one_line(failure.message or failure.internal_message or 'failed')}") from None
     except BrokenPipeError:

@@ -1,12 +1,17 @@
-"""A small, bounded thread pool that reads a stream's partitions concurrently.
+"""The one concurrency layer: bounded channels between threads, a partition pool and per-vendor feeds.
 
-A partition (a network, an endpoint, a time window) is read by a generator that yields one batch of
-records per page and returns a summary (for example its greatest cursor value). Workers hand the
-batches to the stream's thread through a bounded queue, so memory stays flat however large the stream
-is: at most `max_workers` pages are being parsed and `queue_pages` wait to be emitted. Partitions may
-finish in any order; the stream hears of a completion only after every batch of that partition was
-handed over, which is what lets its cursor checkpoint safely. The first failure stops the pool and is
-raised in the stream's thread. With one worker, partitions are read inline, page by page.
+* `Channel` is a bounded queue whose producers give up (raise `Stopped`) once the consumer is gone, so no
+  thread blocks forever on a full queue after a sync stopped.
+* `PartitionPool` reads a stream's partitions (networks, endpoints, time windows) with a few threads and
+  yields, in the calling thread, each partition's record batches and then its completion. Partitions may
+  finish in any order; a partition's completion always comes after all of its batches, which is what
+  lets a cursor checkpoint safely.
+* `VendorFeed` runs one vendor's streams, in order, on a thread of its own and hands their events to
+  whoever reads the stream (the CDK reads the streams one after another; the vendors' rate limits are
+  independent, so their reads overlap instead of queueing).
+
+Memory stays flat whatever the size of a stream: at most `BATCH_RECORDS` records per batch, a bounded
+number of batches per channel.
 """
 
 from __future__ import annotations
@@ -15,94 +20,129 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Generic, Iterable, Iterator, List, TypeVar, Union
+from typing import Any, Callable, Generator, Generic, Iterable, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
 
+T = TypeVar("T")
 P = TypeVar("P")
-PageReader = Callable[[P], Generator[List[Any], None, Any]]
+
+BATCH_RECORDS = 500  # records handed from one thread to another at a time
+POLL_SECONDS = 0.1  # how often a blocked producer or consumer looks at the stop flag
 
 
-@dataclass
+class Stopped(Exception):
+    """The other side of a channel went away."""
+
+
+class Channel(Generic[T]):
+    """A bounded queue that stops blocking once `stop` is set."""
+
+    def __init__(self, capacity: int, stop: threading.Event) -> None:
+        self._queue: "queue.Queue[T]" = queue.Queue(maxsize=max(1, capacity))
+        self._stop = stop
+
+    def put(self, item: T) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+        raise Stopped()
+
+    def poll(self, timeout: float) -> Optional[T]:
+        """The next item, or None if none arrived within `timeout` seconds."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def get(self) -> T:
+        while not self._stop.is_set():
+            try:
+                return self._queue.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+        raise Stopped()
+
+
+# ----- events ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class Batch(Generic[P]):
+    """Records of one partition, in the order they were read."""
+
     partition: P
     records: List[Any]
 
 
-@dataclass
-class Completed(Generic[P]):
+@dataclass(frozen=True)
+class PartitionDone(Generic[P]):
+    """Every record of the partition was handed over; `result` is what its reader returned."""
+
     partition: P
     result: Any
 
 
-@dataclass
-class _Failed:
+@dataclass(frozen=True)
+class Failure:
     error: BaseException
 
 
-Event = Union[Batch[P], Completed[P]]
-
-
-class _Stopped(Exception):
-    """The consumer went away; the worker abandons its partition."""
+PoolEvent = Union[Batch[P], PartitionDone[P]]
+PartitionReader = Callable[[P], Generator[List[Any], None, Any]]
 
 
 class PartitionPool:
-    """Reads partitions with at most `max_workers` threads and yields their batches and completions."""
+    """Reads partitions with at most `max_workers` threads; with one worker, inline in the caller's thread."""
 
-    def __init__(self, max_workers: int, queue_pages: int = 0, thread_name: str = "partition") -> None:
+    def __init__(self, max_workers: int, thread_name: str = "partition") -> None:
         self.max_workers = max(1, max_workers)
-        self._queue_pages = queue_pages or 2 * self.max_workers
         self._thread_name = thread_name
 
-    def run(self, partitions: Iterable[P], read: PageReader) -> Iterator[Event]:
+    def run(self, partitions: Iterable[P], read: PartitionReader) -> Iterator[PoolEvent]:
         if self.max_workers == 1:
             return self._inline(partitions, read)
         return self._threaded(partitions, read)
 
     @staticmethod
-    def _inline(partitions: Iterable[P], read: PageReader) -> Iterator[Event]:
+    def _inline(partitions: Iterable[P], read: PartitionReader) -> Iterator[PoolEvent]:
         for partition in partitions:
             pages = read(partition)
             while True:
                 try:
                     records = next(pages)
                 except StopIteration as end:
-                    yield Completed(partition, end.value)
+                    yield PartitionDone(partition, end.value)
                     break
                 yield Batch(partition, records)
 
-    def _threaded(self, partitions: Iterable[P], read: PageReader) -> Iterator[Event]:
-        events: "queue.Queue[Union[Batch, Completed, _Failed]]" = queue.Queue(maxsize=self._queue_pages)
-        stopped = threading.Event()
+    def _threaded(self, partitions: Iterable[P], read: PartitionReader) -> Iterator[PoolEvent]:
+        stop = threading.Event()
+        events: Channel[Union[Batch, PartitionDone, Failure]] = Channel(2 * self.max_workers, stop)
         free_workers = threading.Semaphore(self.max_workers)
-
-        def hand_over(event: Union[Batch, Completed, _Failed]) -> None:
-            while not stopped.is_set():
-                try:
-                    events.put(event, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-            raise _Stopped()
 
         def work(partition: P) -> None:
             try:
                 pages = read(partition)
-                while True:
-                    if stopped.is_set():
-                        pages.close()
-                        return
-                    try:
-                        records = next(pages)
-                    except StopIteration as end:
-                        hand_over(Completed(partition, end.value))
-                        return
-                    hand_over(Batch(partition, records))
-            except _Stopped:
-                return
-            except BaseException as error:  # re-raised in the stream's thread
                 try:
-                    hand_over(_Failed(error))
-                except _Stopped:
+                    while True:
+                        if stop.is_set():
+                            return
+                        try:
+                            records = next(pages)
+                        except StopIteration as end:
+                            events.put(PartitionDone(partition, end.value))
+                            return
+                        events.put(Batch(partition, records))
+                finally:
+                    pages.close()
+            except Stopped:
+                return
+            except BaseException as error:  # re-raised in the caller's thread
+                try:
+                    events.put(Failure(error))
+                except Stopped:
                     return
             finally:
                 free_workers.release()
@@ -121,19 +161,131 @@ class PartitionPool:
                         exhausted = True
                         free_workers.release()
                         break
+                    except BaseException:
+                        free_workers.release()
+                        raise
                     executor.submit(work, partition)
                     started += 1
                 if exhausted and finished == started:
                     return
-                try:
-                    event = events.get(timeout=0.05)
-                except queue.Empty:
+                event = events.poll(0.05)
+                if event is None:
                     continue
-                if isinstance(event, _Failed):
+                if isinstance(event, Failure):
                     raise event.error
-                if isinstance(event, Completed):
+                if isinstance(event, PartitionDone):
                     finished += 1
                 yield event
         finally:
-            stopped.set()
+            stop.set()
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+# ----- per-vendor feeds -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Records:
+    records: List[Any]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The stream's state once every record before this event was handed on."""
+
+    state: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Ended:
+    pass
+
+
+StreamEvent = Union[Records, Checkpoint, Ended, Failure]
+
+
+class StreamProducer:
+    """What a feed runs for one stream: its name and a generator of its events (`Records`, `Checkpoint`)."""
+
+    def __init__(self, name: str, events: Callable[[], Iterator[StreamEvent]]) -> None:
+        self.name = name
+        self.events = events
+
+
+class VendorFeed:
+    """Runs one vendor's streams in order on a thread of its own; `events(name)` replays a stream's events.
+
+    The feed's channel is shared by the vendor's streams, which the CDK reads in the same order, so the
+    events at its head always belong to the stream being read. A consumer that stops midway (the sync
+    failed) discards the rest of its stream, keeping the channel aligned on the next one.
+    """
+
+    def __init__(self, vendor: str, producers: Sequence[StreamProducer], stop: threading.Event, buffered: int = 16) -> None:
+        self.vendor = vendor
+        self.names = [producer.name for producer in producers]
+        self._producers = list(producers)
+        self._stop = stop
+        self._channel: Channel[tuple] = Channel(buffered, stop)
+        self._thread = threading.Thread(target=self._produce, name=f"feed-{vendor}", daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for producer in self._producers:
+                events = producer.events()
+                try:
+                    for event in events:
+                        self._channel.put((producer.name, event))
+                    self._channel.put((producer.name, Ended()))
+                except Stopped:
+                    events.close()  # type: ignore[attr-defined]
+                    return
+                except BaseException as error:  # raised where the CDK reads this stream
+                    self._channel.put((producer.name, Failure(error)))
+        except Stopped:
+            return
+
+    def events(self, name: str) -> Iterator[StreamEvent]:
+        """The stream's events as it produced them; a failure is raised here, in the reader's thread."""
+        self.start()
+        finished = False
+        try:
+            while True:
+                owner, event = self._channel.get()
+                if owner != name:
+                    raise RuntimeError(f"{self.vendor}: events of {owner} arrived while reading {name}: streams read out of order")
+                if isinstance(event, Ended):
+                    finished = True
+                    return
+                if isinstance(event, Failure):
+                    finished = True
+                    raise event.error
+                yield event
+        finally:
+            while not finished and not self._stop.is_set():
+                try:
+                    _, event = self._channel.get()
+                except Stopped:
+                    break
+                finished = isinstance(event, (Ended, Failure))
+
+    def join(self, timeout: float) -> None:
+        if self._started:
+            self._thread.join(timeout)
+
+
+def batches(records: Iterable[T], size: int = BATCH_RECORDS) -> Iterator[List[T]]:
+    """`records` in lists of at most `size`, built as they are consumed."""
+    batch: List[T] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,8 +1,9 @@
 """What a response means: success, wait (429), retry (transient), or fail with a message a person can act on.
 
-A vendor declares what its credential failures mean and how its error bodies look (`VendorErrors`);
-`VendorErrorHandler` turns that into the CDK's `ErrorResolution`s. Streams add their own exceptions
+A vendor declares what its credential failures mean and how to read its error bodies (`VendorErrors`);
+`VendorErrorHandler` turns that into the CDK's `ErrorResolution`s. Endpoints add their own exceptions
 (for example "HTTP 400 from the licenses endpoint means co-termination licensing: skip") as overrides.
+Everything quoted from a server is cut to one short line first: it is untrusted text.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorHandler, ErrorResolution, ResponseAction
 
-from source_usage.framework.errors import endpoint_of
+from source_usage.framework.errors import endpoint_of, origin_of
 
 _UNSET = object()
+QUOTE_LIMIT = 300  # characters of a server's error text quoted in a message
 
 # Network failures worth retrying: resets, connections closed mid-body, timeouts, truncated bodies.
 RETRYABLE_EXCEPTIONS = (
@@ -27,6 +29,7 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ContentDecodingError,
 )
 RETRYABLE_STATUSES = frozenset({408, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class MalformedBody(ValueError):
@@ -40,46 +43,28 @@ def json_body(response: requests.Response) -> Any:
         try:
             cached = orjson.loads(response.content)
         except (orjson.JSONDecodeError, TypeError) as error:
-            raise MalformedBody(f"the body is not valid JSON ({error})") from None
+            raise MalformedBody(f"the body is not valid JSON ({str(error)[:120]})") from None
         response._source_usage_json = cached  # type: ignore[attr-defined]
     return cached
 
 
-def describe_error_body(body: Any) -> Optional[str]:
-    """The human part of the error bodies our vendors send.
+def untrusted(text: Any, limit: int = QUOTE_LIMIT) -> str:
+    """Server-sent text made safe to quote: one line, printable, at most `limit` characters."""
+    cleaned = "".join(char if char.isprintable() else " " for char in str(text))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
-    Meraki `{"errors": [...]}`; Twilio `{"code", "message"}`; emnify `{"error_code", "message", "errors"}`;
-    RFC 9457 problem+json `{"title", "detail"}` (ThousandEyes); OAuth `{"error", "error_description"}`.
-    """
+
+def problem_details(body: Any) -> Optional[str]:
+    """RFC 9457 problem details (`title`, `detail`), the one error format the framework knows itself."""
     if isinstance(body, str):
         return body.strip() or None
-    if isinstance(body, list):
-        parts = [describe_error_body(item) for item in body]
-        return "; ".join(part for part in parts if part) or None
-    if not isinstance(body, Mapping):
-        return None
-    if body.get("title") or body.get("detail"):
-        text = ": ".join(str(part) for part in (body.get("title"), body.get("detail")) if part)
-        field_errors = describe_error_body(body.get("errors"))
-        return f"{text} ({field_errors})" if field_errors else text
-    if body.get("error_description") or isinstance(body.get("error"), str):
-        return ": ".join(str(part) for part in (body.get("error"), body.get("error_description")) if part)
-    message = body.get("message")
-    details = describe_error_body(body.get("errors"))
-    code = body.get("code", body.get("error_code"))
-    text = "; ".join(str(part) for part in (message, details) if part)
-    if text and code is not None:
-        text = f"{text} (error {code})"
-    return text or None
+    if isinstance(body, Mapping) and (body.get("title") or body.get("detail")):
+        return ": ".join(str(part) for part in (body.get("title"), body.get("detail")) if part)
+    return None
 
 
-def error_text(response: requests.Response) -> str:
-    """What a failed response says, from its JSON body if it has one, else its status."""
-    try:
-        described = describe_error_body(orjson.loads(response.content))
-    except (orjson.JSONDecodeError, TypeError):
-        described = None
-    return described or response.reason or f"HTTP {response.status_code}"
+ErrorDescriber = Callable[[Any], Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -87,12 +72,20 @@ class VendorErrors:
     """What one vendor's failures mean.
 
     `rejected` maps the statuses that mean "fix your credentials" (401, 403) to what to tell the user,
-    for example `{401: "the API key was rejected"}`.
+    for example `{401: "the API key was rejected"}`; `describe` reads the vendor's error bodies.
     """
 
     vendor: str
     rejected: Mapping[int, str] = field(default_factory=dict)
-    describe: Callable[[requests.Response], str] = error_text
+    describe: ErrorDescriber = problem_details
+
+    def text_of(self, response: requests.Response) -> str:
+        """What a failed response says, from its body if the vendor's describer reads it, else its status."""
+        try:
+            described = self.describe(orjson.loads(response.content))
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, RecursionError):
+            described = None
+        return untrusted(described) if described else (untrusted(response.reason or "") or f"HTTP {response.status_code}")
 
 
 Override = Union[ResponseAction, Callable[[requests.Response], Optional[ErrorResolution]]]
@@ -108,7 +101,7 @@ class VendorErrorHandler(ErrorHandler):
         overrides: Optional[Mapping[int, Override]] = None,
         on_rejected: Optional[Callable[[str], None]] = None,
     ) -> None:
-        self._errors = errors
+        self.errors = errors
         self._max_retries = max_retries
         self._overrides = dict(overrides or {})
         self._on_rejected = on_rejected
@@ -122,7 +115,9 @@ class VendorErrorHandler(ErrorHandler):
         return None
 
     def with_overrides(self, overrides: Mapping[int, Override]) -> "VendorErrorHandler":
-        return VendorErrorHandler(self._errors, self._max_retries, {**self._overrides, **overrides}, self._on_rejected)
+        if not overrides:
+            return self
+        return VendorErrorHandler(self.errors, self._max_retries, {**self._overrides, **overrides}, self._on_rejected)
 
     def interpret_response(self, response_or_exception: Optional[Union[requests.Response, Exception]] = None) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response):
@@ -131,8 +126,8 @@ class VendorErrorHandler(ErrorHandler):
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, _network_problem(response_or_exception))
         return ErrorResolution(
             ResponseAction.FAIL,
-            FailureType.system_error,
-            f"{self._errors.vendor}: request failed: {type(response_or_exception).__name__}",
+            FailureType.config_error if isinstance(response_or_exception, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)) else FailureType.system_error,
+            f"{self.errors.vendor}: the request could not be sent ({type(response_or_exception).__name__}: {untrusted(response_or_exception, 160)})",
         )
 
     def _interpret(self, response: requests.Response) -> ErrorResolution:
@@ -152,17 +147,25 @@ class VendorErrorHandler(ErrorHandler):
             return ErrorResolution(ResponseAction.RATE_LIMITED, FailureType.transient_error, "HTTP 429 (rate limited)")
         if status in RETRYABLE_STATUSES:
             return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, f"HTTP {status}")
-        vendor = self._errors.vendor
-        if status in self._errors.rejected:
-            message = f"{vendor}: {self._errors.rejected[status]} (HTTP {status})"
+        vendor = self.errors.vendor
+        method = response.request.method if response.request is not None else "GET"
+        if status in REDIRECT_STATUSES:
+            target = response.headers.get("Location") or "nowhere"
+            return ErrorResolution(
+                ResponseAction.FAIL,
+                FailureType.system_error,
+                f"{vendor}: {method} {endpoint_of(response.url)} answered with an HTTP {status} redirect to "
+                f"{origin_of(target) if '://' in target else untrusted(target, 120)}, which is not followed here",
+            )
+        if status in self.errors.rejected:
+            message = f"{vendor}: {self.errors.rejected[status]} (HTTP {status})"
             if self._on_rejected is not None:
                 self._on_rejected(message)
             return ErrorResolution(ResponseAction.FAIL, FailureType.config_error, message)
-        method = response.request.method if response.request is not None else "GET"
         return ErrorResolution(
             ResponseAction.FAIL,
             FailureType.config_error if status in (400, 404) else FailureType.system_error,
-            f"{vendor}: {method} {endpoint_of(response.url)} was refused with HTTP {status}: {self._errors.describe(response)}",
+            f"{vendor}: {method} {endpoint_of(response.url)} was refused with HTTP {status}: {self.errors.text_of(response)}",
         )
 
 

@@ -50,17 +50,6 @@ class ConfigError(UsageError):
         super().__init__(f"Invalid config: {field} {problem}")
 
 
-class CredentialsRejected(UsageError):
-    """A vendor rejected the configured credentials (or lacks a permission)."""
-
-    default_failure_type = FailureType.config_error
-
-    def __init__(self, vendor: str, problem: str, status: Optional[int] = None) -> None:
-        self.vendor = vendor
-        suffix = f" (HTTP {status})" if status else ""
-        super().__init__(f"{vendor}: {problem}{suffix}")
-
-
 class VendorRequestFailed(UsageError):
     """A request failed for good: retries are exhausted or the vendor refused it."""
 
@@ -91,10 +80,83 @@ class SchemaViolation(UsageError):
         )
 
 
+class RequestRefused(Exception):
+    """A request the connector stopped on purpose, before or while it was sent: never retried.
+
+    Raised below the HTTP client (in the session or its transport), where the vendor is not known; the
+    client turns it into a `VendorRequestFailed` naming the vendor and the endpoint.
+    """
+
+
+class ForeignHost(RequestRefused):
+    """A next-page link or redirect pointed at a host the vendor's credentials must not go to."""
+
+    def __init__(self, url: str, what: str) -> None:
+        self.url = url
+        super().__init__(f"{what} points at {origin_of(url)}, which is not this vendor's configured host: not followed")
+
+
+class BodyTooLarge(RequestRefused):
+    def __init__(self, limit: int, announced: Optional[int] = None) -> None:
+        size = f"announces {announced:,} bytes" if announced is not None else "grew"
+        super().__init__(f"answered with a body that {size}, over the limit of {limit:,} bytes (SOURCE_USAGE_MAX_BODY_BYTES)")
+
+
+class DeadlineExceeded(RequestRefused):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not complete within {seconds:g} s (SOURCE_USAGE_REQUEST_DEADLINE_SECONDS)")
+
+
+class WaitTooLong(RequestRefused):
+    """The vendor asked us to wait longer than the operator allows: fail now, saying when to come back."""
+
+    def __init__(self, seconds: float, limit: float, reason: str) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"{reason}: the vendor asks to wait {_duration(seconds)} before the next request, longer than the "
+            f"{_duration(limit)} allowed (SOURCE_USAGE_MAX_WAIT_SECONDS); try again after {_clock_in(seconds)}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} s"
+
+
+def _clock_in(seconds: float) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    try:
+        moment = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    except OverflowError:
+        return "a date too far away to print"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, without credentials, path or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "an unreadable URL"
+    return f"{parts.scheme}://{host}:{port}" if port else f"{parts.scheme}://{host}"
+
+
 def endpoint_of(url: str) -> str:
     """The path of a URL, without query string or credentials, for error messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}" if host else parts.path
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "an unreadable URL"
+    path = parts.path if len(parts.path) <= 200 else parts.path[:200] + "..."
+    return f"{parts.scheme}://{host}{path}" if host else path

@@ -4,7 +4,8 @@ A paginator is named for how an API pages, not for a vendor, and is stateless, s
 every partition of a stream on any thread. `first_page_params` are the query parameters of the first
 request (the largest page the endpoint allows); `next_page` looks at a response and returns either a
 URL to fetch exactly as given or parameters to send with the stream's usual request, or None at the end.
-Loop protection (a next link that repeats) lives in the stream's page loop, which sees the whole sequence.
+Loop protection (a next link that repeats) and the page cap live in the page loop (`endpoint.py`), which
+sees the whole sequence; so does the host check of next-page URLs, which a server chooses.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class Paginator(ABC):
     def next_page(self, response: requests.Response) -> Optional[NextPage]:
         """The next page after `response`, or None when it was the last."""
 
+    def announced_pages(self, response: requests.Response) -> Optional[int]:
+        """How many pages the server says the sequence has, where it says so."""
+        return None
+
 
 class SinglePage(Paginator):
     """A fixed-shape body, such as a statistics snapshot: there is never a next page."""
@@ -78,10 +83,26 @@ class NextPageUrlPaginator(Paginator):
 
 
 class HalNextLinkPaginator(NextPageUrlPaginator):
-    """HAL `_links.next.href` cursors (ThousandEyes v7), followed until the link is absent."""
+    """HAL `_links.next.href` links (ThousandEyes v7), followed until the link is absent."""
 
     def __init__(self) -> None:
         super().__init__(("_links", "next", "href"))
+
+
+class BodyCursorPaginator(Paginator):
+    """An opaque cursor in the body (`{"next_cursor": "abc"}`), sent back as a query parameter with the
+    stream's usual request; an absent, null or empty cursor ends the sequence."""
+
+    def __init__(self, path: Sequence[str], cursor_param: str, page_size_param: Optional[str] = None, page_size: Optional[int] = None) -> None:
+        super().__init__(page_size_param, page_size)
+        self._path = tuple(path)
+        self._cursor_param = cursor_param
+
+    def next_page(self, response: requests.Response) -> Optional[NextPage]:
+        cursor = _dig(json_body(response), self._path)
+        if cursor is None or cursor == "" or isinstance(cursor, (dict, list, bool)):
+            return None
+        return NextPage(params={self._cursor_param: str(cursor), **self.first_page_params()})
 
 
 class PageNumberPaginator(Paginator):
@@ -107,10 +128,15 @@ class PageNumberPaginator(Paginator):
     def first_page_params(self) -> Mapping[str, Any]:
         return {self._page_param: self._first_page, **super().first_page_params()}
 
+    def announced_pages(self, response: requests.Response) -> Optional[int]:
+        return _int_or_none(response.headers.get(self._total_pages_header))
+
     def next_page(self, response: requests.Response) -> Optional[NextPage]:
         query = parse_qs(urlsplit(response.url).query)
-        current = int(query.get(self._page_param, [self._first_page])[0])
-        total = _int_or_none(response.headers.get(self._total_pages_header))
+        current = _int_or_none(query.get(self._page_param, [str(self._first_page)])[0])
+        if current is None:
+            return None
+        total = self.announced_pages(response)
         if total is not None:
             if current >= total:
                 return None
@@ -123,9 +149,10 @@ class PageNumberPaginator(Paginator):
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:
     try:
-        return int(value) if value is not None else None
-    except ValueError:
+        number = int(value.strip()) if value is not None else None
+    except (ValueError, AttributeError):
         return None
+    return number if number is None or number >= 0 else None
 
 
 def _dig(body: Any, path: Sequence[str]) -> Any:

@@ -1,108 +1,82 @@
-"""Everything a vendor's streams share within one sync: base URL, session, credentials, budget, errors."""
+"""Everything a vendor's streams share within one sync: base URL, client, credentials, budget, host policy."""
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import requests
 from airbyte_cdk.models import FailureType
-from airbyte_cdk.sources.message import InMemoryMessageRepository
-from airbyte_cdk.sources.streams.call_rate import APIBudget, LimiterSession
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from requests.auth import AuthBase
 
 from source_usage.framework.backoff import RetryAfterBackoff
+from source_usage.framework.budget import BudgetLayer, LayeredBudget, Unlimited
+from source_usage.framework.client import VendorClient
+from source_usage.framework.endpoint import Endpoint, Page, read_pages
 from source_usage.framework.error_handling import VendorErrorHandler, VendorErrors
 from source_usage.framework.errors import UsageError
-from source_usage.framework.http_client import RetryPolicy, UsageHttpClient
+from source_usage.framework.hosts import HostPolicy
+from source_usage.framework.settings import Settings, settings
+from source_usage.framework.transport import VendorSession
 
-DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds: no request may hang
-
-
-def timeout_from_environment() -> Tuple[float, float]:
-    """(connect, read) timeouts; `SOURCE_USAGE_READ_TIMEOUT_SECONDS` changes the read timeout."""
-    read = os.environ.get("SOURCE_USAGE_READ_TIMEOUT_SECONDS")
-    return (DEFAULT_TIMEOUT[0], float(read)) if read else DEFAULT_TIMEOUT
-
-
-def read_environment_once(session: requests.Session, base_url: str) -> None:
-    """Applies the proxy (`HTTPS_PROXY`, `NO_PROXY`...) and CA bundle (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`)
-    settings of the environment to `session` once, instead of requests reading them again for every request
-    (a noticeable share of a request's CPU time). A vendor's requests all go to its base URL's host, so its
-    proxy decision is the same for each. `.netrc` is not consulted: credentials come from the config."""
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if ca_bundle:
-        session.verify = ca_bundle
-    session.trust_env = False
+Partition = Mapping[str, Any]
 
 
 @dataclass
-class Vendor:
-    """One configured vendor. Its streams share one connection pool, authenticator and API budget."""
+class VendorConnection:
+    """One configured vendor in one sync (or check). Its streams share one session, authenticator, budget
+    and client; requests go only to the base URL's origin (or, with `shard_redirects`, the vendor's
+    documented shard hosts under the same parent domain over https)."""
 
     name: str
     base_url: str
     errors: VendorErrors
-    authenticator: Optional[AuthBase]
-    budget: APIBudget = field(default_factory=lambda: APIBudget(policies=[]))
+    authenticator: Optional[AuthBase] = None
+    budget_layers: Sequence[BudgetLayer] = ()
     backoff: List[BackoffStrategy] = field(default_factory=lambda: [RetryAfterBackoff()])
-    retry_policy: RetryPolicy = field(default_factory=RetryPolicy.from_environment)
-    timeout: Tuple[float, float] = field(default_factory=timeout_from_environment)
+    shard_redirects: bool = False
     max_workers: int = 4
-    rejection: Optional[UsageError] = None
+    settings: Settings = field(default_factory=settings)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("airbyte"))
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        if os.environ.get("SOURCE_USAGE_CLIENT_RATE_BUDGETS", "on").lower() in ("off", "0", "false"):
-            # For servers without the vendor's limits (the emulator with rate limits off, in benchmarks).
-            self.budget = APIBudget(policies=[])
-        self.session = self._new_session()
-        self.error_handler = VendorErrorHandler(
-            self.errors, max_retries=self.retry_policy.max_retries, on_rejected=self._remember_rejection
-        )
+        self.policy = HostPolicy.for_base_url(self.base_url, self.shard_redirects)
+        budget = LayeredBudget(self.name, self.budget_layers) if self.settings.client_rate_budgets and self.budget_layers else Unlimited()
+        self.session = VendorSession(budget, self.policy, pool_size=max(10, 2 * self.max_workers))
+        self.rejection: Optional[UsageError] = None
+        self.error_handler = VendorErrorHandler(self.errors, max_retries=self.settings.max_retries, on_rejected=self._remember_rejection)
+        self.client = VendorClient(self.name, self.session, self.error_handler, self.backoff, self.authenticator, self.settings, self.logger)
+        self._handlers: Dict[int, VendorErrorHandler] = {}
 
-    def client(
-        self,
-        name: str,
-        logger: logging.Logger,
-        error_handler: Optional[VendorErrorHandler] = None,
-        authenticated: bool = True,
-    ) -> UsageHttpClient:
-        """An HttpClient for one stream (named for it in logs and stream statuses) on the shared session.
+    @property
+    def workers(self) -> int:
+        return self.settings.max_workers or self.max_workers
 
-        `authenticated=False` gives a client on a session of its own without the authenticator, with the
-        same budget: for the login request of a token authenticator.
-        """
-        if authenticated:
-            session, authenticator = self.session, self.authenticator
-        else:
-            session, authenticator = self._new_session(), None
-        client = UsageHttpClient(
-            name=name,
-            logger=logger,
-            error_handler=error_handler or self.error_handler,
-            session=session,
-            authenticator=authenticator,
-            backoff_strategy=self.backoff,
-            message_repository=InMemoryMessageRepository(),
-            request_timeout=self.timeout,
-            vendor=self.name,
-            retry_policy=self.retry_policy,
-        )
-        return client
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
 
-    def _new_session(self) -> LimiterSession:
-        session = LimiterSession(api_budget=self.budget)
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self.max_workers))
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers["User-Agent"] = "source-usage (Airbyte source; https://github.com/source-usage/source-usage)"
-        read_environment_once(session, self.base_url)
-        return session
+    def handler_for(self, endpoint: Endpoint) -> VendorErrorHandler:
+        handler = self._handlers.get(id(endpoint))
+        if handler is None:
+            handler = self._handlers[id(endpoint)] = self.error_handler.with_overrides(endpoint.overrides)
+        return handler
+
+    def pages(self, endpoint: Endpoint, partition: Partition) -> Iterator[Page]:
+        """The pages of `endpoint` for `partition`, first to last (see `endpoint.read_pages`)."""
+        self.raise_if_rejected()
+        return read_pages(self, endpoint, partition)
+
+    def records(self, endpoint: Endpoint, partition: Partition) -> Iterator[dict]:
+        """Every record of `endpoint` for `partition`, page after page."""
+        for page in self.pages(endpoint, partition):
+            yield from page.records
+
+    def send(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        return self.client.send(method, url, **kwargs)
 
     def _remember_rejection(self, message: str) -> None:
         if self.rejection is None:
@@ -112,3 +86,13 @@ class Vendor:
         """After the vendor rejected the credentials once, its other streams fail fast with the same message."""
         if self.rejection is not None:
             raise UsageError(str(self.rejection), FailureType.config_error)
+
+    @property
+    def requests_sent(self) -> int:
+        return self.client.requests_sent
+
+
+def first_of(records: Iterable[Any]) -> Optional[Any]:
+    for record in records:
+        return record
+    return None

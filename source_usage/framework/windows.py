@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Iterator, Optional
+from typing import Iterator
 
 import pendulum
 
@@ -68,11 +68,3 @@ def clamp_to_lookback(start: datetime, earliest: datetime) -> tuple[datetime, bo
     if start < earliest:
         return earliest, True
     return start, False
-
-
-def later(a: Optional[datetime], b: Optional[datetime]) -> Optional[datetime]:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)

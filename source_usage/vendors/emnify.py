@@ -1,60 +1,68 @@
 """emnify REST API v1: endpoint usage and cost statistics.
 
-Streams: `emnify_endpoints` (the listing), and two streams flattened from the same per-endpoint
-statistics snapshot: `emnify_endpoint_usage_monthly` (incremental on `last_updated`) and
-`emnify_endpoint_usage_last_hour` (incremental on `minute`). Each endpoint's statistics are requested
-once per sync: the stream that reads first keeps what the other needs in an on-disk store. The snapshot
-has no time range, so `start_date` does not narrow it: a full read returns everything the API reports.
+Streams: `emnify_endpoints` (the listing), and two streams flattened from the same per-endpoint statistics
+snapshot: `emnify_endpoint_usage_monthly` (incremental on `last_updated`) and
+`emnify_endpoint_usage_last_hour` (incremental on `minute`). Each endpoint's snapshot is requested once per
+sync, whichever of the two selected streams reads first (`SharedResponses`). The snapshot has no time
+range, so `start_date` does not narrow it: a full read returns everything the API reports.
 
 Contract (docs.emnify.com/developers, the emnify Python SDK):
 
-* Auth: `POST /authenticate {"application_token"}` answers `{"auth_token": <JWT>}` (valid 240 minutes,
-  no refresh token), sent as `Authorization: Bearer`. An application token that is refused answers 401
+* Auth: `POST /authenticate {"application_token"}` answers `{"auth_token": <JWT>}` (valid 240 minutes, no
+  refresh token), sent as `Authorization: Bearer`. An application token that is refused answers 401
   (1101 InvalidCredentials); an expired or unknown auth token on a data request answers 401 (1103
-  TokenExpired, 1102 InvalidToken), and the remedy is to authenticate again.
+  TokenExpired, 1102 InvalidToken), and the remedy is to authenticate again. The login never follows a
+  redirect: the application token goes to the configured host only.
 * `GET /endpoint?page=&per_page=`: a bare array, `per_page` at most 1000, `page` 1-based; a page past the
   end returns the LAST page again, so the `X-Total-Pages` header ends the sequence.
 * `GET /endpoint/{id}/stats`: a fixed shape, not a list: `last_month` and `current_month` (each with
   `data` and `sms` entries, present only when there was traffic; volumes as decimal strings) and
-  `last_hour` (`data`/`sms` -> `rx`/`tx` lists of `["HH:MM", value]` for the 60 minutes up to the
-  response's `Date`). 404 (1201 NotFound) when the endpoint was deleted after it was listed.
-* Limits per path and organisation: the endpoint list 10 requests/s (burst 5), statistics 100/s (burst
-  50), authentication 100 per 5 minutes; over them 429 (1105 TooManyRequests) without `Retry-After`.
+  `last_hour` (`data`/`sms` -> `rx`/`tx` lists of `["HH:MM", value]` for the minutes up to the response's
+  `Date`). 404 (1201 NotFound) when the endpoint was deleted after it was listed.
+* Limits: 2,000 requests per 5 minutes per source IP over all paths, 100 authentications per 5 minutes;
+  per path and organisation the endpoint list 10 requests/s (burst 5) and statistics 100/s (burst 50);
+  over them 429 (1105 TooManyRequests) without `Retry-After`.
 * Error bodies: `{"error_code", "error_token", "message", "errors"?}`.
 """
 
 from __future__ import annotations
 
 import logging
-from abc import abstractmethod
-import tempfile
+import re
 import threading
 import time
-import weakref
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import jwt
-import orjson
 import requests
-from airbyte_cdk.models import FailureType, SyncMode
-from airbyte_cdk.sources.streams.call_rate import HttpAPIBudget, HttpRequestRegexMatcher, MovingWindowCallRatePolicy, Rate
+from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy, ErrorResolution, ResponseAction
-from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets
 from requests.auth import AuthBase
 
-from source_usage.config import EmnifyConfig
 from source_usage.framework.backoff import RetryAfterBackoff
-from source_usage.framework.cursors import PerPartitionCursor, StreamCursor
-from source_usage.framework.error_handling import Override, VendorErrors, error_text, json_body
+from source_usage.framework.budget import BudgetLayer, MovingWindowLayer, everything, process_layer
+from source_usage.framework.client import ResponseAware
+from source_usage.framework.config_fields import base_url, secret
+from source_usage.framework.cursors import Partition, PerPartitionCursor
+from source_usage.framework.endpoint import Endpoint, expect_list, expect_object
+from source_usage.framework.error_handling import VendorErrors, json_body
 from source_usage.framework.errors import UsageError, endpoint_of
-from source_usage.framework.http_client import RetryPolicy, UsageHttpClient
-from source_usage.framework.paginators import PageNumberPaginator, SinglePage
-from source_usage.framework.stream import UsageStream
-from source_usage.framework.vendor import Vendor
+from source_usage.framework.hosts import Origin
+from source_usage.framework.paginators import PageNumberPaginator
+from source_usage.framework.plugin import VendorPlugin
+from source_usage.framework.secrets import register_secret
+from source_usage.framework.settings import Settings
+from source_usage.framework.shared import OncePerKey, SharedResponses
+from source_usage.framework.stream import StreamRun, UsageStream
+from source_usage.framework.sync import SyncContext
+from source_usage.framework.values import decimal_number, instant
+from source_usage.framework.vendor import VendorConnection
 from source_usage.framework.windows import iso_z, parse_timestamp
 
+NAME = "emnify"
 TOKEN_LIFETIME = timedelta(minutes=240)  # when the JWT's `exp` cannot be read
 RENEWAL_MARGIN = timedelta(minutes=5)  # authenticate again this long before the token expires
 ENDPOINTS_PER_PAGE = 1000  # the largest `per_page` the endpoint list allows
@@ -62,33 +70,58 @@ REAUTHENTICATION_WAIT = 0.01  # seconds before retrying a request with a new tok
 NOT_FOUND_ERROR_CODE = 1201
 PERIODS = ("last_month", "current_month")
 VOLUME_FIELDS = ("volume", "volume_tx", "volume_rx")
+STATS_STREAMS = ("emnify_endpoint_usage_monthly", "emnify_endpoint_usage_last_hour")
 
-ERRORS = VendorErrors("emnify", rejected={401: "the application token was rejected"})
-
-# Client-side budgets a little under the documented per-path limits (a token bucket of `burst` tokens
-# refilled at `rate`/s never refuses a moving window of `burst` calls per burst/rate seconds; the
-# margin absorbs network jitter between our clock and the gateway's).
-BUDGETS = (
-    ("POST", r"/authenticate$", Rate(limit=100, interval=timedelta(minutes=5, seconds=5))),
-    ("GET", r"/endpoint$", Rate(limit=5, interval=timedelta(seconds=0.51))),
-    ("GET", r"/endpoint/[^/]+/stats$", Rate(limit=50, interval=timedelta(seconds=0.51))),
-)
+SPEC = {
+    "type": "object",
+    "title": "emnify",
+    "description": "Endpoint usage and cost statistics.",
+    "required": ["application_token"],
+    "properties": {
+        "application_token": {"type": "string", "title": "Application token", "description": "An application token (Integrations > API).", "airbyte_secret": True, "order": 0},
+        "base_url": {"type": "string", "title": "Base URL", "default": "https://cdn.emnify.net/api/v1", "pattern": "^https?://", "order": 1},
+    },
+}
 
 LOGGER = logging.getLogger("airbyte.emnify")
+
+
+@dataclass(frozen=True)
+class EmnifyConfig:
+    application_token: str
+    base_url: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> "EmnifyConfig":
+        return cls(
+            application_token=secret(NAME, raw, "application_token"),
+            base_url=base_url(NAME, raw, "https://cdn.emnify.net/api/v1", "/api/v1"),
+        )
+
+
+def describe_error(body: Any) -> Optional[str]:
+    """emnify's error bodies: `{"error_code": 1101, "error_token": "...", "message": "...", "errors": [...]}`."""
+    if not isinstance(body, Mapping):
+        return None
+    details = body.get("errors")
+    detail_text = "; ".join(str(item.get("message", item)) if isinstance(item, Mapping) else str(item) for item in details) if isinstance(details, list) else ""
+    text = "; ".join(str(part) for part in (body.get("message"), detail_text) if part)
+    code = body.get("error_code")
+    return f"{text} (error {code})" if text and code is not None else (text or None)
 
 
 # ----- authentication ---------------------------------------------------------------------------------
 
 
-class EmnifyAuthenticator(AuthBase):
+class EmnifyAuthenticator(AuthBase, ResponseAware):
     """`Authorization: Bearer <JWT>`, the JWT obtained by exchanging the application token.
 
-    One instance serves every emnify stream of a sync, from any thread. It authenticates once, renews
-    the token shortly before the `exp` its JWT claims (read without verifying the signature), and once
-    more when a request is answered 401: the token is dropped and the request retried, and the retry
-    authenticates first. A token that replaced a refused one and is refused before any request
-    succeeded with it means the API refuses the tokens it issues: the request fails with a clear message
-    instead of authenticating in a loop.
+    One instance serves every emnify stream of a sync, from any thread. It authenticates once, renews the
+    token shortly before the `exp` its JWT claims (read without verifying the signature), and once more
+    when a request is answered 401: the token is dropped and the request retried, and the retry
+    authenticates first. A token that replaced a refused one and is refused before any request succeeded
+    with it means the API refuses the tokens it issues: the request fails with a clear message instead of
+    authenticating in a loop.
     """
 
     def __init__(self, application_token: str, clock: Callable[[], float] = time.time) -> None:
@@ -100,14 +133,12 @@ class EmnifyAuthenticator(AuthBase):
         self._proven = False  # a request succeeded with the current token
         self._replaces_refused = False  # the current token was issued because the API refused the previous one
         self._refused = False  # the last token was refused: the next one replaces a refused token
-        self._login_client: Optional[UsageHttpClient] = None
-        self._login_url = ""
+        self._connection: Optional[VendorConnection] = None
         self.logins = 0
 
-    def use_login_client(self, client: UsageHttpClient, url: str) -> None:
-        """The client (retries, budget, no authenticator) and URL of `POST /authenticate`."""
-        self._login_client = client
-        self._login_url = url
+    def log_in_through(self, connection: VendorConnection) -> None:
+        """The connection whose client (retries, budget) sends `POST /authenticate`, without this authenticator."""
+        self._connection = connection
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.token()}"
@@ -122,8 +153,7 @@ class EmnifyAuthenticator(AuthBase):
             return self._token
 
     def update_from_response(self, request: requests.PreparedRequest, response: requests.Response) -> None:
-        """The CDK shows every response to an authenticator that asks (`ResponseAwareAuthenticator`): a
-        success proves the token it was sent with."""
+        """A success proves the token it was sent with."""
         if response.ok and not self._proven:
             with self._lock:
                 if _bearer_token(request) == self._token:
@@ -140,23 +170,26 @@ class EmnifyAuthenticator(AuthBase):
                         ResponseAction.FAIL,
                         FailureType.config_error,
                         f"emnify: {method} {endpoint_of(response.url)} was refused with HTTP 401 right after authenticating "
-                        f"again ({error_text(response)}); check that the application token is still active and may read endpoints",
+                        f"again; check that the application token is still active and may read endpoints",
                     )
                 self._token = None  # the retry authenticates first
                 self._refused = True
-        return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, f"HTTP 401 ({error_text(response)}): authenticating again")
+        return ErrorResolution(ResponseAction.RETRY, FailureType.transient_error, "HTTP 401: authenticating again")
 
     def _authenticate(self) -> None:
-        if self._login_client is None:
-            raise UsageError("emnify: the authenticator has no login client", FailureType.system_error)
-        _, response = self._login_client.send_request(
-            "POST", self._login_url, request_kwargs={}, json={"application_token": self._application_token}
+        if self._connection is None:
+            raise UsageError("emnify: the authenticator has no connection to log in through", FailureType.system_error)
+        response = self._connection.send(
+            "POST", "authenticate", json={"application_token": self._application_token}, authenticated=False, allow_redirects=False
         )
-        body = json_body(response)
+        try:
+            body = json_body(response)
+        except ValueError:
+            body = None
         token = body.get("auth_token") if isinstance(body, Mapping) else None
-        if not isinstance(token, str) or not token:
-            raise UsageError("emnify: POST /authenticate succeeded but its answer has no auth_token", FailureType.system_error)
-        add_to_secrets(token)
+        if not isinstance(token, str) or not token or len(token) > 16384:
+            raise UsageError("emnify: POST /authenticate succeeded but its answer has no usable auth_token", FailureType.system_error)
+        register_secret(token)
         now = self._clock()
         expires_at = token_expiry(token, now)
         self._token = token
@@ -173,14 +206,15 @@ def _bearer_token(request: Optional[requests.PreparedRequest]) -> Optional[str]:
 
 
 def token_expiry(token: str, now: float) -> float:
-    """The epoch second the JWT's `exp` claims, or 240 minutes from `now` when it is unreadable or already
-    past by our clock (then the API's 401 says when the token really expired)."""
+    """The epoch second the JWT's `exp` claims, or 240 minutes from `now` when it is unreadable, already
+    past by our clock, or further away than a JWT of emnify's lives (then the API's 401 says when the token
+    really expired)."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         claims = {}
     expires_at = claims.get("exp") if isinstance(claims, Mapping) else None
-    if isinstance(expires_at, (int, float)) and expires_at > now:
+    if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool) and now < expires_at <= now + TOKEN_LIFETIME.total_seconds():
         return float(expires_at)
     return now + TOKEN_LIFETIME.total_seconds()
 
@@ -194,228 +228,99 @@ class RetryAtOnceWithNewToken(BackoffStrategy):
         return None
 
 
+# ----- budgets ----------------------------------------------------------------------------------------
+
+
+def _requests_to(method: str, pattern: str) -> Callable[[requests.PreparedRequest], Optional[str]]:
+    """A budget key function matching `method` requests whose path ends as `pattern` says."""
+    compiled = re.compile(pattern)
+
+    def key_of(request: requests.PreparedRequest) -> Optional[str]:
+        path = request.path_url.split("?", 1)[0].rstrip("/")
+        return "" if request.method == method and compiled.search(path) else None
+
+    return key_of
+
+
+_is_login = _requests_to("POST", r"/authenticate$")
+_is_listing = _requests_to("GET", r"/endpoint$")
+_is_statistics = _requests_to("GET", r"/endpoint/[^/]+/stats(/[^/]+)?$")  # stats/*: the snapshot and the daily series
+
+
+def budget_layers(host: str) -> List[BudgetLayer]:
+    """Client-side budgets a little under the documented limits. The per-IP limits are shared by every
+    connection of the process to the host; the per-path ones are per connection (per organisation)."""
+    window = timedelta(minutes=5, seconds=1)
+    return [
+        MovingWindowLayer("authentication (100 per 5 minutes)", _is_login, 100, window),
+        MovingWindowLayer("endpoint list (10 requests/s)", _is_listing, 5, timedelta(seconds=0.51)),
+        MovingWindowLayer("statistics (100 requests/s)", _is_statistics, 50, timedelta(seconds=0.51)),
+        process_layer((NAME, host, "per-IP logins"), lambda: MovingWindowLayer("per-IP authentication (100 per 5 minutes)", _is_login, 100, window)),
+        process_layer((NAME, host, "per IP"), lambda: MovingWindowLayer("per-IP (2,000 requests per 5 minutes)", everything, 2000, window)),
+    ]
+
+
 # ----- what one sync shares ---------------------------------------------------------------------------
-
-
-GONE = object()  # an endpoint whose statistics answered 404
-
-
-class SnapshotStore:
-    """Parts of statistics snapshots kept for the stats streams that have not read yet.
-
-    Appended to a temporary file, with only each part's offset and length kept in memory, so that memory
-    does not grow with the number of endpoints (a few bytes per endpoint instead of its minute series).
-    Each part is taken once; the file goes away with the store.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._file: Optional[Any] = None
-        self._index: Dict[tuple, Optional[tuple]] = {}  # (stream, endpoint) -> (offset, length), None when gone
-
-    def put(self, stream: str, endpoint_id: Any, part: Any) -> None:
-        body = None if part is GONE else orjson.dumps(part)
-        with self._lock:
-            if body is None:
-                self._index[(stream, str(endpoint_id))] = None
-                return
-            if self._file is None:
-                self._file = tempfile.TemporaryFile(prefix="source-usage-emnify-")
-                weakref.finalize(self, self._file.close)
-            offset = self._file.seek(0, 2)
-            self._file.write(body)
-            self._index[(stream, str(endpoint_id))] = (offset, len(body))
-
-    def take(self, stream: str, endpoint_id: Any) -> Any:
-        """The part kept for `stream`, GONE, or None when nothing was kept."""
-        with self._lock:
-            key = (stream, str(endpoint_id))
-            if key not in self._index:
-                return None
-            location = self._index.pop(key)
-            if location is None:
-                return GONE
-            assert self._file is not None
-            self._file.seek(location[0])
-            body = self._file.read(location[1])
-        return orjson.loads(body)
 
 
 class EmnifyDirectory:
     """The endpoint ids of one sync (listed once) and the statistics snapshots its stats streams share."""
 
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-        self.snapshots = SnapshotStore()
-        self.stats_streams: List["EmnifyStatsStream"] = []
-        self.endpoints_stream: "EmnifyEndpoints"
-        self._lock = threading.Lock()
-        self._listing = threading.Lock()  # held while listing, so that the endpoints are listed once
-        self._endpoint_ids: Optional[List[Any]] = None
-        self._started: Set[str] = set()
-
-    def remember_endpoint_ids(self, ids: List[Any]) -> None:
-        with self._lock:
-            self._endpoint_ids = ids
+    def __init__(self, vendor: VendorConnection, sync: SyncContext, authenticator: EmnifyAuthenticator) -> None:
+        self.vendor = vendor
+        self.sync = sync
+        self.endpoints_endpoint = Endpoint(
+            "endpoint",
+            records=lambda body, partition, response: expect_list(body, NAME, response, "endpoints"),
+            paginator=PageNumberPaginator("page", "per_page", ENDPOINTS_PER_PAGE, "X-Total-Pages"),
+            max_pages=1000,
+            overrides={401: authenticator.on_unauthorized},
+        )
+        self.stats_endpoint = Endpoint(
+            "endpoint/{endpoint_id}/stats",
+            records=lambda body, partition, response: [snapshot_of(body, response)],
+            max_pages=1,
+            overrides={401: authenticator.on_unauthorized, 404: _skip_deleted_endpoint},
+            on_ignored=self._deleted,
+        )
+        self._ids: OncePerKey[str, List[Any]] = OncePerKey(lambda _: self._list_ids())
+        consumers = [name for name in STATS_STREAMS if name in sync.selected] or list(STATS_STREAMS)
+        self.snapshots: SharedResponses[str, Mapping[str, Any]] = SharedResponses(self._snapshot, len(consumers))
 
     def endpoint_ids(self) -> List[Any]:
         """The ids the endpoints stream listed in this sync, or listed now if it was not read."""
-        with self._listing:
-            with self._lock:
-                if self._endpoint_ids is not None:
-                    return self._endpoint_ids
-            ids = list(dict.fromkeys(endpoint["id"] for endpoint in self.endpoints_stream.read_all({})))
-            self.remember_endpoint_ids(ids)
-            return ids
+        return self._ids.get("all")
 
-    def stats_reading_started(self, stream: "EmnifyStatsStream") -> None:
-        with self._lock:
-            self._started.add(stream.name)
+    def remember_endpoint_ids(self, ids: List[Any]) -> None:
+        self._ids.put("all", ids)
 
-    def stats_streams_yet_to_read(self, reader: "EmnifyStatsStream") -> List["EmnifyStatsStream"]:
-        with self._lock:
-            return [stream for stream in self.stats_streams if stream is not reader and stream.name not in self._started]
+    def _list_ids(self) -> List[Any]:
+        return list(dict.fromkeys(endpoint["id"] for endpoint in self.listing() if isinstance(endpoint, Mapping) and "id" in endpoint))
 
+    def listing(self) -> Iterator[dict]:
+        """Every endpoint once: page numbers shift when endpoints are added or deleted during the listing."""
+        seen = set()
+        for endpoint in self.vendor.records(self.endpoints_endpoint, {}):
+            key = endpoint.get("id") if isinstance(endpoint, Mapping) else None
+            if key is not None and key in seen:
+                continue
+            seen.add(key)
+            yield endpoint
 
-def make_budget() -> HttpAPIBudget:
-    """Per-path moving windows. A 429 is not taken to mean that a window is full (the CDK's default): it
-    may come from emnify's general per-IP limit or other clients of the organisation, and a full
-    authentication window would stall the sync for 5 minutes; the client's backoff handles it instead."""
-    return HttpAPIBudget(
-        status_codes_for_ratelimit_hit=[],
-        policies=[
-            MovingWindowCallRatePolicy(rates=[rate], matchers=[HttpRequestRegexMatcher(method=method, url_path_pattern=path)])
-            for method, path, rate in BUDGETS
-        ]
-    )
+    def _snapshot(self, endpoint_id: str) -> Mapping[str, Any]:
+        pages = list(self.vendor.pages(self.stats_endpoint, {"endpoint_id": endpoint_id}))
+        return next(iter(pages[0].records)) if pages else {"gone": True}
 
-
-def make_vendor(config: EmnifyConfig, retry_policy: Optional[RetryPolicy] = None, clock: Callable[[], float] = time.time) -> Vendor:
-    authenticator = EmnifyAuthenticator(config.application_token, clock)
-    vendor = Vendor(
-        name="emnify",
-        base_url=config.base_url,
-        errors=ERRORS,
-        authenticator=authenticator,
-        budget=make_budget(),
-        backoff=[RetryAtOnceWithNewToken(), RetryAfterBackoff()],
-        max_workers=8,
-        retry_policy=retry_policy or RetryPolicy.from_environment(),
-    )
-    # The login response carries the JWT before it is registered as a secret: never log it at debug.
-    login_logger = logging.getLogger("airbyte.emnify.authenticate")
-    login_logger.setLevel(logging.INFO)
-    login_client = vendor.client("emnify_authenticate", login_logger, vendor.error_handler, authenticated=False)
-    authenticator.use_login_client(login_client, f"{vendor.base_url}/authenticate")
-    return vendor
-
-
-# ----- streams ----------------------------------------------------------------------------------------
-
-
-class EmnifyStream(UsageStream):
-    def __init__(self, vendor: Vendor, directory: EmnifyDirectory) -> None:
-        self.directory = directory
-        super().__init__(vendor)
-
-    def error_overrides(self) -> Mapping[int, Override]:
-        authenticator: EmnifyAuthenticator = self.vendor.authenticator  # type: ignore[assignment]
-        return {401: authenticator.on_unauthorized}
-
-
-class EmnifyEndpoints(EmnifyStream):
-    """Every endpoint (device) of the organisation; its ids are the partitions of the stats streams."""
-
-    name = "emnify_endpoints"
-    primary_key = "id"
-    paginator = PageNumberPaginator("page", "per_page", ENDPOINTS_PER_PAGE, "X-Total-Pages")
-
-    def endpoint(self, partition: Mapping[str, Any]) -> str:
-        return "endpoint"
-
-    def extract_records(self, body: Any, partition: Mapping[str, Any], response: requests.Response) -> Iterable[dict]:
-        if not isinstance(body, list):
-            raise UsageError(f"emnify: GET {endpoint_of(response.url)} answered {type(body).__name__}, not a list of endpoints")
-        return body
-
-    def read_partition(self, partition: Mapping[str, Any]) -> Generator[List[dict], None, None]:
-        # Page numbers shift when endpoints are added or deleted during the listing: drop repeats.
-        seen: Dict[Any, None] = {}
-        for batch in super().read_partition(partition):
-            fresh = [endpoint for endpoint in batch if endpoint["id"] not in seen]
-            seen.update((endpoint["id"], None) for endpoint in fresh)
-            yield fresh
-        # The stats streams need these ids: remember them so that they do not list the endpoints again.
-        self.directory.remember_endpoint_ids(list(seen))
-
-
-class EmnifyStatsStream(EmnifyStream):
-    """One stream flattened from `GET /endpoint/{id}/stats`, one partition (and state) per endpoint.
-
-    The first stats stream of a sync requests each endpoint's snapshot and keeps, for every stats stream
-    that has not read yet, that stream's records, flattened while the workers wait for the API anyway;
-    those streams then read them instead of requesting the snapshot again. A snapshot part that cannot be
-    flattened is kept as it is, so that the stream it belongs to reports the problem.
-    """
-
-    paginator = SinglePage()
-
-    @abstractmethod
-    def keep(self, body: Mapping[str, Any], response: requests.Response) -> dict:
-        """The part of a snapshot this stream flattens, self-contained and JSON-serialisable."""
-
-    @abstractmethod
-    def flatten(self, part: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
-        """This stream's records from its part of one endpoint's snapshot."""
-
-    def endpoint(self, partition: Mapping[str, Any]) -> str:
-        return f"endpoint/{partition['endpoint_id']}/stats"
-
-    def error_overrides(self) -> Mapping[int, Override]:
-        return {**super().error_overrides(), 404: _skip_deleted_endpoint}
-
-    def ignored_response(self, response: requests.Response, partition: Mapping[str, Any]) -> None:
-        endpoint_id = partition["endpoint_id"]
-        for other in self.directory.stats_streams_yet_to_read(self):
-            self.directory.snapshots.put(other.name, endpoint_id, GONE)
-        self.logger.warning(
-            f"{self.name}: skipping endpoint {endpoint_id}: it was deleted after it was listed "
-            f"(HTTP {response.status_code}: {error_text(response)})"
+    def _deleted(self, response: requests.Response, partition: Partition) -> None:
+        self.sync.logger.warning(
+            f"emnify: skipping endpoint {partition['endpoint_id']}: it was deleted after it was listed "
+            f"(HTTP {response.status_code}: {self.vendor.errors.text_of(response)})"
         )
 
-    def partitions(self, sync_mode: SyncMode) -> Iterable[Mapping[str, Any]]:
-        self.directory.stats_reading_started(self)
-        for endpoint_id in self.directory.endpoint_ids():
-            yield {"endpoint_id": endpoint_id}
 
-    def make_cursor(self) -> StreamCursor:
-        return PerPartitionCursor(str(self.cursor_field), ["endpoint_id"], emit_only_newer=True)
-
-    def fetch_pages(self, partition: Mapping[str, Any]) -> Iterable[List[dict]]:
-        kept = self.directory.snapshots.take(self.name, partition["endpoint_id"])
-        if kept is GONE:
-            return
-        if kept is None:
-            yield from super().fetch_pages(partition)
-        elif "records" in kept:
-            yield kept["records"]
-        else:
-            yield list(self.flatten(kept["part"], partition["endpoint_id"]))
-
-    def extract_records(self, body: Any, partition: Mapping[str, Any], response: requests.Response) -> Iterable[dict]:
-        if not isinstance(body, Mapping):
-            raise UsageError(f"emnify: GET {endpoint_of(response.url)} answered {type(body).__name__}, not a statistics object")
-        endpoint_id = partition["endpoint_id"]
-        for other in self.directory.stats_streams_yet_to_read(self):
-            self.directory.snapshots.put(other.name, endpoint_id, other.kept_for_later(body, response, endpoint_id))
-        return self.flatten(self.keep(body, response), endpoint_id)
-
-    def kept_for_later(self, body: Mapping[str, Any], response: requests.Response, endpoint_id: Any) -> dict:
-        part = self.keep(body, response)
-        try:
-            return {"records": list(self.flatten(part, endpoint_id))}
-        except UsageError:
-            return {"part": part}
+def snapshot_of(body: Any, response: requests.Response) -> Mapping[str, Any]:
+    """What the stats streams keep of one statistics response: its body and when it was made."""
+    return {"as_of": iso_z(response_time(response)), "body": expect_object(body, NAME, response, "a statistics object")}
 
 
 def _skip_deleted_endpoint(response: requests.Response) -> Optional[ErrorResolution]:
@@ -429,6 +334,68 @@ def _skip_deleted_endpoint(response: requests.Response) -> Optional[ErrorResolut
     return None
 
 
+# ----- streams ----------------------------------------------------------------------------------------
+
+
+ENDPOINT_INSTANTS = ("created", "last_updated")
+
+
+def endpoint_record(endpoint: Any) -> Any:
+    """An endpoint as the API gives it, its instants in RFC 3339 UTC (emnify sends `...000+0000`)."""
+    if not isinstance(endpoint, Mapping):
+        return endpoint
+    record = dict(endpoint)
+    for field in ENDPOINT_INSTANTS:
+        if field in record:
+            record[field] = instant(record[field], field)
+    return record
+
+
+class EmnifyEndpoints(UsageStream):
+    """Every endpoint (device) of the organisation; its ids are the partitions of the stats streams."""
+
+    name = "emnify_endpoints"
+    primary_key = "id"
+
+    def __init__(self, vendor: VendorConnection, sync: SyncContext, directory: EmnifyDirectory) -> None:
+        super().__init__(vendor, sync)
+        self.directory = directory
+
+    def read_partition(self, partition: Partition, run: StreamRun) -> Iterator[dict]:
+        ids: List[Any] = []
+        for endpoint in self.directory.listing():
+            if isinstance(endpoint, Mapping) and "id" in endpoint:
+                ids.append(endpoint["id"])
+            yield endpoint_record(endpoint)
+        # The stats streams need these ids: remember them so that they do not list the endpoints again.
+        self.directory.remember_endpoint_ids(ids)
+
+
+class EmnifyStatsStream(UsageStream[PerPartitionCursor]):
+    """One stream flattened from `GET /endpoint/{id}/stats`, one partition (and state) per endpoint."""
+
+    def __init__(self, vendor: VendorConnection, sync: SyncContext, directory: EmnifyDirectory) -> None:
+        super().__init__(vendor, sync)
+        self.directory = directory
+
+    def flatten(self, snapshot: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def make_cursor(self) -> PerPartitionCursor:
+        return PerPartitionCursor(str(self.cursor_field), ["endpoint_id"], emit_only_newer=True)
+
+    def partitions(self, run: StreamRun[PerPartitionCursor]) -> Iterable[Partition]:
+        for endpoint_id in self.directory.endpoint_ids():
+            if self.sync.shard.owns(NAME, endpoint_id):
+                yield {"endpoint_id": endpoint_id}
+
+    def read_partition(self, partition: Partition, run: StreamRun[PerPartitionCursor]) -> Iterator[dict]:
+        snapshot = self.directory.snapshots.take(str(partition["endpoint_id"]))
+        if snapshot.get("gone"):
+            return iter(())
+        return self.flatten(snapshot, partition["endpoint_id"])
+
+
 class EmnifyEndpointUsageMonthly(EmnifyStatsStream):
     """Volume and cost per endpoint, month and traffic type (`last_month` and `current_month`).
 
@@ -440,11 +407,8 @@ class EmnifyEndpointUsageMonthly(EmnifyStatsStream):
     primary_key = ["endpoint_id", "month", "traffic_type_id"]
     cursor_field = "last_updated"
 
-    def keep(self, body: Mapping[str, Any], response: requests.Response) -> dict:
-        return {period: body[period] for period in PERIODS if period in body}
-
-    def flatten(self, part: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
-        return monthly_records(part, endpoint_id)
+    def flatten(self, snapshot: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
+        return monthly_records(snapshot["body"], endpoint_id)
 
 
 class EmnifyEndpointUsageLastHour(EmnifyStatsStream):
@@ -454,20 +418,17 @@ class EmnifyEndpointUsageLastHour(EmnifyStatsStream):
     primary_key = ["endpoint_id", "traffic_type", "minute"]
     cursor_field = "minute"
 
-    def keep(self, body: Mapping[str, Any], response: requests.Response) -> dict:
-        return {"as_of": iso_z(response_time(response)), "last_hour": body.get("last_hour")}
-
-    def flatten(self, part: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
-        return minute_records(part.get("last_hour"), endpoint_id, parse_timestamp(part["as_of"]))
+    def flatten(self, snapshot: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
+        return minute_records(snapshot["body"].get("last_hour"), endpoint_id, parse_timestamp(snapshot["as_of"]))
 
 
 # ----- flattening the statistics snapshot ---------------------------------------------------------------
 
 
-def monthly_records(part: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
+def monthly_records(body: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
     """One record per period and traffic type present, volumes as numbers, tagged with its period."""
     for period in PERIODS:
-        usage = part.get(period)
+        usage = body.get(period)
         if not isinstance(usage, Mapping):  # absent without traffic (some APIs send [] or null instead)
             continue
         for entry in usage.values():
@@ -476,7 +437,7 @@ def monthly_records(part: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]
             record = dict(entry)
             record.setdefault("endpoint_id", endpoint_id)
             for field in VOLUME_FIELDS:
-                record[field] = decimal_number(record.get(field))
+                record[field] = decimal_number(record.get(field), field)
             record["period"] = period
             yield record
 
@@ -485,7 +446,7 @@ def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime) -> Iterato
     """One record per traffic type and minute the snapshot reports, `rx` and `tx` side by side."""
     if not isinstance(last_hour, Mapping):
         return
-    resolved: Dict[str, tuple] = {}  # label -> (minute, its timestamp), shared by the traffic types
+    resolved: Dict[str, Tuple[datetime, str]] = {}  # label -> (minute, its timestamp), shared by the traffic types
     for traffic_type, series in last_hour.items():
         if not isinstance(series, Mapping):
             continue
@@ -499,8 +460,8 @@ def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime) -> Iterato
                 "endpoint_id": endpoint_id,
                 "traffic_type": traffic_type,
                 "minute": resolved[label][1],
-                "rx": decimal_number(rx.get(label)),
-                "tx": decimal_number(tx.get(label)),
+                "rx": decimal_number(rx.get(label), "rx"),
+                "tx": decimal_number(tx.get(label), "tx"),
             }
 
 
@@ -511,27 +472,20 @@ def resolve_minute(label: str, as_of: datetime) -> datetime:
         hours, minutes = (int(part) for part in label.split(":"))
         candidate = as_of.replace(hour=hours, minute=minutes, second=0, microsecond=0)
     except (AttributeError, ValueError):
-        raise UsageError(f"emnify: last_hour has a minute label {label!r}, not HH:MM", FailureType.system_error) from None
+        raise UsageError(f"emnify: last_hour has a minute label {label[:20]!r}, not HH:MM", FailureType.system_error) from None
     return candidate - timedelta(days=1) if candidate > as_of else candidate
 
 
 def response_time(response: requests.Response) -> datetime:
     """When the API made the response (its `Date` header), or when we received it if it has none."""
     try:
-        return parsedate_to_datetime(response.headers["Date"]).astimezone(timezone.utc)
-    except (KeyError, TypeError, ValueError):
+        moment = parsedate_to_datetime(response.headers["Date"])
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(timezone.utc)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
         LOGGER.warning("emnify: a statistics response has no valid Date header; resolving its minutes with our clock")
         return datetime.now(timezone.utc)
-
-
-def decimal_number(value: Any) -> Any:
-    """A decimal string such as "29.166235" as a number; anything else unchanged (the schema judges it)."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _by_label(pairs: Any) -> Dict[str, Any]:
@@ -540,19 +494,69 @@ def _by_label(pairs: Any) -> Dict[str, Any]:
     return {pair[0]: pair[1] for pair in pairs if isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)}
 
 
-# ----- wiring -----------------------------------------------------------------------------------------
+# ----- the plugin -------------------------------------------------------------------------------------
 
 
-def check(config: EmnifyConfig, start: datetime, retry_policy: RetryPolicy) -> None:
-    """Authenticate and read the first page of endpoints."""
-    directory = EmnifyDirectory(start)
-    EmnifyEndpoints(make_vendor(config, retry_policy), directory).probe()
+@dataclass
+class EmnifyConnection(VendorConnection):
+    """The connection with the authenticator its streams share (and whose 401 handling they use)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.authenticator, EmnifyAuthenticator):
+            self.authenticator.log_in_through(self)
+
+    @property
+    def emnify_authenticator(self) -> EmnifyAuthenticator:
+        assert isinstance(self.authenticator, EmnifyAuthenticator)
+        return self.authenticator
 
 
-def streams(config: EmnifyConfig, start: datetime, clock: Callable[[], float] = time.time) -> List[UsageStream]:
-    """The emnify streams of one sync: one authenticator, one endpoint listing and one snapshot store."""
-    directory = EmnifyDirectory(start)
-    vendor = make_vendor(config, clock=clock)
-    directory.endpoints_stream = EmnifyEndpoints(vendor, directory)
-    directory.stats_streams = [EmnifyEndpointUsageMonthly(vendor, directory), EmnifyEndpointUsageLastHour(vendor, directory)]
-    return [directory.endpoints_stream, *directory.stats_streams]
+class Emnify(VendorPlugin[EmnifyConfig]):
+    name = NAME
+    title = "emnify"
+    position = 30
+    spec = SPEC
+    emulator = "source_usage.emulator.emnify:EmnifyApp"
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+
+    def parse_config(self, raw: Mapping[str, Any]) -> EmnifyConfig:
+        return EmnifyConfig.parse(raw)
+
+    def connect(self, config: EmnifyConfig, settings: Settings) -> EmnifyConnection:
+        origin = Origin.of(config.base_url)
+        host = f"{origin.host}:{origin.port}" if origin else config.base_url
+        return EmnifyConnection(
+            NAME,
+            config.base_url,
+            VendorErrors(NAME, rejected={401: "the application token was rejected"}, describe=describe_error),
+            authenticator=EmnifyAuthenticator(config.application_token, self._clock),
+            budget_layers=budget_layers(host),
+            backoff=[RetryAtOnceWithNewToken(), RetryAfterBackoff()],
+            max_workers=8,
+            settings=settings,
+        )
+
+    def streams(self, connection: VendorConnection, config: EmnifyConfig, sync: SyncContext) -> List[UsageStream]:
+        directory = EmnifyDirectory(connection, sync, _emnify(connection).emnify_authenticator)
+        return [
+            EmnifyEndpoints(connection, sync, directory),
+            EmnifyEndpointUsageMonthly(connection, sync, directory),
+            EmnifyEndpointUsageLastHour(connection, sync, directory),
+        ]
+
+    def check(self, connection: VendorConnection, config: EmnifyConfig, sync: SyncContext) -> None:
+        """Authenticate and read the first page of endpoints."""
+        directory = EmnifyDirectory(connection, sync, _emnify(connection).emnify_authenticator)
+        next(iter(connection.pages(directory.endpoints_endpoint, {})), None)
+
+
+def _emnify(connection: VendorConnection) -> EmnifyConnection:
+    if not isinstance(connection, EmnifyConnection):
+        raise TypeError("the emnify streams need the connection Emnify.connect made")
+    return connection
+
+
+plugin = Emnify()

@@ -2,178 +2,178 @@
 
 Streams: `thousandeyes_usage` (one record per billing period: the usage counters, the quota and the
 period's `monthStart`/`monthEnd`) and `thousandeyes_test_usage` (one record per test in the period).
-Both come from ONE `GET /usage?expand=test` per sync, shared through `BillingPeriod`; when a server
+Both come from ONE `GET /usage?expand=test` per sync, shared through a value computed once; when a server
 ignores `expand` (its answer has no `tests` array at all), the tests are read from the HAL-paged
-`GET /usage/units/tests` instead.
+`GET /usage/units/tests` instead, with a warning: that endpoint exists for usage-based-pricing customers
+only and attributes enterprise-agent units per account group running a test.
 
-Both streams are incremental on `monthStart`, but the API only reports the current period and that
-period keeps changing until it ends, so every sync reads it again and emits it again under the same
-primary key (the destination keeps the latest). `start_date` does not apply: the current period always
-ends after it.
+Both streams are incremental on `monthStart`, but the API only reports the current period and that period
+keeps changing until it ends, so every sync reads it again and emits it again under the same primary key
+(the destination keeps the latest). `start_date` does not apply: the current period always ends after it.
 
 Contract (developer.cisco.com/docs/thousandeyes, thousandeyes-sdk-usage): `Authorization: Bearer <token>`;
-`aid` selects the account group (the user must be assigned to it); the user needs the "View organization
-usage" permission ("View Billing" in older docs), else 403. Counters are integers; `aid` and `testId` are
-strings in v7; `cloudUnitsProjected` is absent for brand-new tests. Errors are `application/problem+json`
-`{type, title, status, detail, instance}`; a 401 is an OAuth `{"error", "error_description"}` body.
-Rate limit: 240 requests per minute per organization, in a fixed window reported on every response by
-`X-Organization-Rate-Limit-Limit`/`-Remaining`/`-Reset` (epoch seconds); a 429 carries no `Retry-After`,
-so the wait is until the reset.
+`aid` selects the account group (the user must be assigned to it); the user needs the permission to view
+usage ("View organization usage"; the usage SDK's docs call it "View Billing"), else 403. Counters are
+integers; `aid` and `testId` are strings in v7 and optional in `TestUsage`; `cloudUnitsProjected` is absent
+for brand-new tests. Errors are `application/problem+json` `{type, title, status, detail, instance}`; a 401
+is an OAuth `{"error", "error_description"}` body. Rate limit: 240 requests per minute per organization,
+in a fixed window reported on every response by `X-Organization-Rate-Limit-Limit`/`-Remaining`/`-Reset`
+(epoch seconds); a 429 carries no `Retry-After`, so the wait is until the reset (bounded: a reset further
+away than `SOURCE_USAGE_MAX_WAIT_SECONDS` fails the streams at once, saying when to come back).
 """
 
 from __future__ import annotations
 
-import threading
-from datetime import datetime, timedelta
-from typing import Any, Iterable, List, Mapping, Optional
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterable, Iterator, List, Mapping, Optional
 
 import requests
-from airbyte_cdk.models import FailureType, SyncMode
-from airbyte_cdk.sources.streams.call_rate import FixedWindowCallRatePolicy, HttpAPIBudget
+from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.streams.http.requests_native_auth import TokenAuthenticator
 
-from source_usage.config import ThousandEyesConfig
 from source_usage.framework.backoff import RateLimitResetBackoff, RetryAfterBackoff
-from source_usage.framework.cursors import StreamCursor, WindowedCursor
-from source_usage.framework.error_handling import Override, VendorErrors, error_text
+from source_usage.framework.budget import ReportedWindowLayer, everything
+from source_usage.framework.config_fields import base_url, optional_text, secret
+from source_usage.framework.cursors import Partition, WindowedCursor
+from source_usage.framework.endpoint import Endpoint, expect_object
+from source_usage.framework.error_handling import VendorErrors, problem_details
 from source_usage.framework.errors import UsageError
-from source_usage.framework.http_client import RetryPolicy
 from source_usage.framework.paginators import HalNextLinkPaginator
-from source_usage.framework.stream import UsageStream
-from source_usage.framework.vendor import Vendor
+from source_usage.framework.plugin import VendorPlugin
+from source_usage.framework.settings import Settings
+from source_usage.framework.shared import OncePerKey
+from source_usage.framework.stream import StreamRun, UsageStream
+from source_usage.framework.sync import SyncContext
+from source_usage.framework.vendor import VendorConnection
 
+NAME = "thousandeyes"
 REQUESTS_PER_MINUTE = 240  # per organization, in a fixed window
 REMAINING_HEADER = "X-Organization-Rate-Limit-Remaining"
 RESET_HEADER = "X-Organization-Rate-Limit-Reset"
 ACCEPT = "application/hal+json, application/json, application/problem+json"
 
 TOKEN_REJECTED = "the bearer token was rejected"
-PERMISSION_MISSING = 'the token\'s user lacks the permission to view usage (ThousandEyes needs "View organization usage")'
+PERMISSION = '"View organization usage" (called "View Billing" in the usage SDK\'s docs)'
 
-ERRORS = VendorErrors("thousandeyes", rejected={401: TOKEN_REJECTED})
+SPEC = {
+    "type": "object",
+    "title": "ThousandEyes",
+    "description": 'Organization usage per billing period and per test. The token\'s user needs the "View organization usage" permission.',
+    "required": ["bearer_token"],
+    "properties": {
+        "bearer_token": {"type": "string", "title": "Bearer token", "description": "A user API (OAuth bearer) token.", "airbyte_secret": True, "order": 0},
+        "base_url": {"type": "string", "title": "Base URL", "default": "https://api.thousandeyes.com/v7", "pattern": "^https?://", "order": 1},
+        "account_group_id": {"type": "string", "title": "Account group ID", "description": "Sent as `aid`. Default: the token user's default account group.", "order": 2},
+    },
+}
 
-# The only partition of both streams: the current billing period (a WindowedCursor needs its index).
-CURRENT_PERIOD = {"window_index": 0}
 
+@dataclass(frozen=True)
+class ThousandEyesConfig:
+    bearer_token: str
+    base_url: str
+    account_group_id: Optional[str]
 
-class OrganizationRateLimitBudget(HttpAPIBudget):
-    """The CDK's header-driven budget for the organization's 240 requests per minute.
-
-    Every response says how many requests are left in the window and when it resets, so the connector
-    slows down before the server refuses. A header that is not a number is ignored rather than fatal
-    (the CDK's own parsing would raise from inside the HTTP session).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(
-            ratelimit_reset_header=RESET_HEADER,
-            ratelimit_remaining_header=REMAINING_HEADER,
-            policies=[
-                FixedWindowCallRatePolicy(
-                    # naive local time, as the CDK's policy compares against datetime.now()
-                    next_reset_ts=datetime.now() + timedelta(minutes=1),
-                    period=timedelta(minutes=1),
-                    call_limit=REQUESTS_PER_MINUTE,
-                    matchers=[],  # the vendor's session only carries ThousandEyes requests
-                )
-            ],
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> "ThousandEyesConfig":
+        return cls(
+            bearer_token=secret(NAME, raw, "bearer_token"),
+            base_url=base_url(NAME, raw, "https://api.thousandeyes.com/v7", "/v7"),
+            account_group_id=optional_text(raw, "account_group_id"),
         )
-
-    def get_reset_ts_from_response(self, response: requests.Response) -> Optional[datetime]:
-        reset = _number(response.headers.get(RESET_HEADER))
-        return datetime.fromtimestamp(reset) if reset is not None else None
-
-    def get_calls_left_from_response(self, response: requests.Response) -> Optional[int]:
-        remaining = _number(response.headers.get(REMAINING_HEADER))
-        if remaining is not None:
-            return max(0, int(remaining))
-        return 0 if response.status_code in self._status_codes_for_ratelimit_hit else None
-
-
-def _number(value: Optional[str]) -> Optional[float]:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def make_vendor(config: ThousandEyesConfig, retry_policy: Optional[RetryPolicy] = None) -> Vendor:
-    return Vendor(
-        name="thousandeyes",
-        base_url=config.base_url,
-        errors=ERRORS,
-        authenticator=TokenAuthenticator(config.bearer_token),
-        budget=OrganizationRateLimitBudget(),
-        # Retry-After if a server ever sends one (the SDK prefers it), else wait until the window resets.
-        backoff=[RetryAfterBackoff(), RateLimitResetBackoff(RESET_HEADER)],
-        max_workers=1,  # one request sequence per stream
-        retry_policy=retry_policy or RetryPolicy.from_environment(),
-    )
-
-
-class BillingPeriod:
-    """The `usage` object of the sync's one `GET /usage?expand=test`, shared by both streams.
-
-    The first stream to ask sends the request; the other reuses its answer, or its failure, so a sync
-    never asks twice.
-    """
-
-    def __init__(self, config: ThousandEyesConfig) -> None:
-        self.config = config
-        self._lock = threading.Lock()
-        self._details: Optional[Mapping[str, Any]] = None
-        self._failure: Optional[UsageError] = None
-        self.usage_stream: "ThousandEyesUsage"
-
-    def details(self) -> Mapping[str, Any]:
-        with self._lock:
-            if self._failure is not None:
-                raise UsageError(str(self._failure), self._failure.failure_type)
-            if self._details is None:
-                try:
-                    self._details = self.usage_stream.request_usage_details()
-                except UsageError as failure:
-                    self._failure = failure
-                    raise
-            return self._details
 
     def account_group(self) -> Mapping[str, Any]:
         """The `aid` query parameter when an account group is configured."""
-        return {"aid": self.config.account_group_id} if self.config.account_group_id else {}
+        return {"aid": self.account_group_id} if self.account_group_id else {}
 
 
-class ThousandEyesStream(UsageStream):
-    def __init__(self, vendor: Vendor, period: BillingPeriod) -> None:
-        self.period = period
-        super().__init__(vendor)
+def describe_error(body: Any) -> Optional[str]:
+    """RFC 9457 problem details, or the OAuth `{"error", "error_description"}` of a 401."""
+    if isinstance(body, Mapping) and (body.get("error_description") or isinstance(body.get("error"), str)):
+        return ": ".join(str(part) for part in (body.get("error"), body.get("error_description")) if part)
+    return problem_details(body)
 
-    def request_headers(
-        self,
-        stream_state: Optional[Mapping[str, Any]],
-        stream_slice: Optional[Mapping[str, Any]] = None,
-        next_page_token: Optional[Mapping[str, Any]] = None,
-    ) -> Mapping[str, Any]:
-        return {"Accept": ACCEPT}
 
-    def make_cursor(self) -> StreamCursor:
-        return WindowedCursor("monthStart")
+class BillingPeriod:
+    """The `usage` object of the sync's one `GET /usage?expand=test`, shared by both streams: the first
+    stream to ask sends the request, the other reuses its answer (or its failure)."""
 
-    def partitions(self, sync_mode: SyncMode) -> Iterable[Mapping[str, Any]]:
-        yield CURRENT_PERIOD
+    def __init__(self, vendor: VendorConnection, config: ThousandEyesConfig) -> None:
+        self.vendor = vendor
+        self.config = config
+        self.usage_endpoint = Endpoint(
+            "usage",
+            records=lambda body, partition, response: [usage_details(body, response)],
+            query=lambda partition: {**config.account_group(), "expand": "test"},
+            headers={"Accept": ACCEPT},
+            max_pages=1,
+            overrides={403: self._forbidden},
+        )
+        self.tests_endpoint = Endpoint(
+            "usage/units/tests",
+            records=self._breakdowns,
+            # No startDate/endDate: the default is the current billing cycle, the period `/usage` described.
+            query=lambda partition: config.account_group(),
+            headers={"Accept": ACCEPT},
+            paginator=HalNextLinkPaginator(),
+            max_pages=1000,
+            overrides={403: self._units_forbidden},
+        )
+        self._details: OncePerKey[str, Mapping[str, Any]] = OncePerKey(lambda _: self._read_details())
 
-    def error_overrides(self) -> Mapping[int, Override]:
-        return {403: self._forbidden}
+    def details(self) -> Mapping[str, Any]:
+        return self._details.get("current")
+
+    def _read_details(self) -> Mapping[str, Any]:
+        for record in self.vendor.records(self.usage_endpoint, {}):
+            return record
+        raise UsageError("thousandeyes: GET /usage answered nothing", FailureType.system_error)
 
     def _forbidden(self, response: requests.Response) -> ErrorResolution:
-        """A 403 means a missing permission or an account group the user is not assigned to; the body says which."""
-        aid = self.period.config.account_group_id
+        """A 403 means a missing permission or an account group the user is not assigned to."""
+        aid = self.config.account_group_id
         assignment = f" or is not assigned to account group {aid}" if aid else ""
         return ErrorResolution(
             ResponseAction.FAIL,
             FailureType.config_error,
-            f"thousandeyes: {PERMISSION_MISSING}{assignment} (HTTP 403: {error_text(response)})",
+            f"thousandeyes: the token's user lacks the permission {PERMISSION}{assignment} (HTTP 403: {self.vendor.errors.text_of(response)})",
         )
+
+    def _units_forbidden(self, response: requests.Response) -> ErrorResolution:
+        return ErrorResolution(
+            ResponseAction.FAIL,
+            FailureType.config_error,
+            "thousandeyes: GET /usage/units/tests was refused (HTTP 403): that endpoint serves only organizations on "
+            f"usage-based pricing, and this one's GET /usage did not expand its tests ({self.vendor.errors.text_of(response)})",
+        )
+
+    def _breakdowns(self, body: Any, partition: Partition, response: requests.Response) -> Iterator[dict]:
+        body = expect_object(body, NAME, response, "an object with breakdowns")
+        breakdowns = body.get("breakdowns")
+        if breakdowns is not None and not isinstance(breakdowns, list):
+            raise UsageError("thousandeyes: GET /usage/units/tests answered breakdowns that are not a list", FailureType.system_error)
+        for breakdown in breakdowns or ():
+            yield record_for_test(breakdown, partition["monthStart"])
+
+
+def usage_details(body: Any, response: requests.Response) -> Mapping[str, Any]:
+    details = expect_object(body, NAME, response, "a usage document").get("usage")
+    if not isinstance(details, Mapping):
+        raise UsageError("thousandeyes: GET /usage answered without a `usage` object", FailureType.system_error)
+    return details
+
+
+class ThousandEyesStream(UsageStream[WindowedCursor]):
+    cursor_field = "monthStart"
+
+    def __init__(self, vendor: VendorConnection, sync: SyncContext, period: BillingPeriod) -> None:
+        super().__init__(vendor, sync)
+        self.period = period
+
+    def make_cursor(self) -> WindowedCursor:
+        return WindowedCursor("monthStart", order=lambda partition: 0)  # one partition: the current period
 
 
 class ThousandEyesUsage(ThousandEyesStream):
@@ -181,27 +181,9 @@ class ThousandEyesUsage(ThousandEyesStream):
 
     name = "thousandeyes_usage"
     primary_key = ["monthStart"]
-    cursor_field = "monthStart"
 
-    def endpoint(self, partition: Mapping[str, Any]) -> str:
-        return "usage"
-
-    def query(self, partition: Mapping[str, Any]) -> Mapping[str, Any]:
-        return {**self.period.account_group(), "expand": "test"}
-
-    def extract_records(self, body: Any, partition: Mapping[str, Any], response: requests.Response) -> Iterable[dict]:
-        yield body  # the whole `Usage` document: `BillingPeriod` shares it between the two streams
-
-    def request_usage_details(self) -> Mapping[str, Any]:
-        """Send the sync's `GET /usage?expand=test` and return its `usage` object."""
-        documents = [document for page in UsageStream.fetch_pages(self, {}) for document in page]
-        details = documents[0].get("usage") if documents and isinstance(documents[0], Mapping) else None
-        if not isinstance(details, Mapping):
-            raise UsageError("thousandeyes: GET /usage answered without a `usage` object", FailureType.system_error)
-        return details
-
-    def fetch_pages(self, partition: Mapping[str, Any]) -> Iterable[List[dict]]:
-        yield [period_record(self.period.details())]
+    def read_partition(self, partition: Partition, run: StreamRun[WindowedCursor]) -> Iterable[dict]:
+        return [period_record(self.period.details())]
 
 
 class ThousandEyesTestUsage(ThousandEyesStream):
@@ -209,34 +191,23 @@ class ThousandEyesTestUsage(ThousandEyesStream):
 
     name = "thousandeyes_test_usage"
     primary_key = ["monthStart", "aid", "testId"]
-    cursor_field = "monthStart"
-    paginator = HalNextLinkPaginator()
 
-    def endpoint(self, partition: Mapping[str, Any]) -> str:
-        return "usage/units/tests"
-
-    def query(self, partition: Mapping[str, Any]) -> Mapping[str, Any]:
-        # No startDate/endDate: the default is the current billing cycle, the period `/usage` described.
-        return self.period.account_group()
-
-    def extract_records(self, body: Any, partition: Mapping[str, Any], response: requests.Response) -> Iterable[dict]:
-        for breakdown in body.get("breakdowns") or ():
-            yield record_for_test(breakdown, partition["monthStart"])
-
-    def fetch_pages(self, partition: Mapping[str, Any]) -> Iterable[List[dict]]:
+    def read_partition(self, partition: Partition, run: StreamRun[WindowedCursor]) -> Iterable[dict]:
         details = self.period.details()
-        month_start = (details.get("quota") or {}).get("monthStart")
+        month_start = (details.get("quota") or {}).get("monthStart") if isinstance(details.get("quota"), Mapping) else None
         tests = details.get("tests")
         if isinstance(tests, list):
-            yield [record_for_test(test, month_start) for test in tests]
-            return
-        self.logger.info(f"{self.name}: GET /usage did not expand the tests; reading them from GET /usage/units/tests")
-        yield from super().fetch_pages({**partition, "monthStart": month_start})
+            return [record_for_test(test, month_start) for test in tests]
+        run.logger.warning(
+            f"{self.name}: GET /usage did not expand the tests; reading them from GET /usage/units/tests, which serves "
+            f"usage-based-pricing organizations and counts enterprise-agent units per account group running a test"
+        )
+        return self.vendor.records(self.period.tests_endpoint, {"monthStart": month_start})
 
 
 def period_record(details: Mapping[str, Any]) -> dict:
     """The scalar counters of `usage`, its quota, and the period's bounds copied from the quota."""
-    quota = details.get("quota") or {}
+    quota = details.get("quota") if isinstance(details.get("quota"), Mapping) else {}
     record = {key: value for key, value in details.items() if not isinstance(value, (Mapping, list))}
     record["quota"] = dict(quota)
     record["monthStart"] = quota.get("monthStart")
@@ -244,8 +215,10 @@ def period_record(details: Mapping[str, Any]) -> dict:
     return record
 
 
-def record_for_test(test: Mapping[str, Any], month_start: Optional[str]) -> dict:
+def record_for_test(test: Any, month_start: Optional[str]) -> dict:
     """One test's units, from a `tests` item of `/usage` or a `breakdowns` item of `/usage/units/tests`."""
+    if not isinstance(test, Mapping):
+        raise UsageError("thousandeyes: a test usage entry is not an object", FailureType.system_error)
     return {
         "monthStart": month_start,
         "aid": _as_id(test.get("aid")),
@@ -263,14 +236,40 @@ def _as_id(value: Any) -> Optional[str]:
     return None if value is None else str(value)
 
 
-def check(config: ThousandEyesConfig, start: datetime, retry_policy: RetryPolicy) -> None:
-    """One cheap authenticated request: the usage of the current period."""
-    period = BillingPeriod(config)
-    ThousandEyesUsage(make_vendor(config, retry_policy), period).probe()
+class ThousandEyes(VendorPlugin[ThousandEyesConfig]):
+    name = NAME
+    title = "ThousandEyes"
+    position = 40
+    spec = SPEC
+    emulator = "source_usage.emulator.thousandeyes:ThousandEyesApp"
+
+    def parse_config(self, raw: Mapping[str, Any]) -> ThousandEyesConfig:
+        return ThousandEyesConfig.parse(raw)
+
+    def connect(self, config: ThousandEyesConfig, settings: Settings) -> VendorConnection:
+        # The organization's budget, as its headers report it; a reset too far away fails at once.
+        budget = ReportedWindowLayer(
+            "organization (240 requests/minute)", everything, REQUESTS_PER_MINUTE, timedelta(minutes=1), REMAINING_HEADER, RESET_HEADER, settings.max_wait_seconds
+        )
+        return VendorConnection(
+            NAME,
+            config.base_url,
+            VendorErrors(NAME, rejected={401: TOKEN_REJECTED}, describe=describe_error),
+            authenticator=TokenAuthenticator(config.bearer_token),
+            budget_layers=[budget],
+            # Retry-After if a server ever sends one (the SDK prefers it), else wait until the window resets.
+            backoff=[RetryAfterBackoff(), RateLimitResetBackoff(RESET_HEADER)],
+            max_workers=1,  # one request sequence per stream
+            settings=settings,
+        )
+
+    def streams(self, connection: VendorConnection, config: ThousandEyesConfig, sync: SyncContext) -> List[UsageStream]:
+        period = BillingPeriod(connection, config)
+        return [ThousandEyesUsage(connection, sync, period), ThousandEyesTestUsage(connection, sync, period)]
+
+    def check(self, connection: VendorConnection, config: ThousandEyesConfig, sync: SyncContext) -> None:
+        """One cheap authenticated request: the usage of the current period."""
+        BillingPeriod(connection, config).details()
 
 
-def streams(config: ThousandEyesConfig, start: datetime) -> List[UsageStream]:
-    period = BillingPeriod(config)
-    vendor = make_vendor(config)
-    period.usage_stream = ThousandEyesUsage(vendor, period)
-    return [period.usage_stream, ThousandEyesTestUsage(vendor, period)]
+plugin = ThousandEyes()
