@@ -1,4 +1,4 @@
-"""Unit tests talk to requests-mock only, and never sleep: retry waits are recorded instead."""
+"""Unit tests talk to requests-mock only, and never sleep: retry and budget waits are recorded instead."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Iterator, List
 
 import pytest
 from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
+
+from source_usage.framework.settings import reload_settings
 
 
 @pytest.fixture(autouse=True)
@@ -17,8 +19,17 @@ def forget_secrets() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Settings come from the environment: tests that change it (monkeypatch.setenv) see their values."""
+    reload_settings()
+    yield
+    reload_settings()
+
+
+@pytest.fixture(autouse=True)
 def waits(monkeypatch: pytest.MonkeyPatch) -> List[float]:
-    """Every retry wait the HTTP client asked for, in seconds (nothing actually sleeps)."""
+    """Every retry or budget wait the HTTP client asked for, in seconds (nothing actually sleeps)."""
     recorded: List[float] = []
-    monkeypatch.setattr("source_usage.framework.http_client.time.sleep", recorded.append)
+    monkeypatch.setattr("source_usage.framework.client.sleep", recorded.append)
+    monkeypatch.setattr("source_usage.framework.budget.sleep", recorded.append)
     return recorded

@@ -1,25 +1,18 @@
-"""Helpers for unit tests: response templates and reading one stream in-process."""
+"""Helpers for unit tests: response templates, configs, and reads through the CDK's test entrypoint."""
 
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from airbyte_cdk.models import (
-    AirbyteStream,
-    ConfiguredAirbyteStream,
-    DestinationSyncMode,
-    SyncMode,
-    Type,
-)
-from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
-from airbyte_cdk.sources.utils.schema_helpers import InternalConfig
-from airbyte_cdk.sources.utils.slice_logger import DebugSliceLogger
+from airbyte_cdk.models import AirbyteStateMessage, ConfiguredAirbyteCatalog, SyncMode
+from airbyte_cdk.test.catalog_builder import CatalogBuilder, ConfiguredAirbyteStreamBuilder
+from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, discover, read
+from airbyte_cdk.test.state_builder import StateBuilder
 
-from source_usage.framework.stream import UsageStream
+from source_usage.framework.settings import reload_settings
+from source_usage.source import SourceUsage
 
 RESOURCES = Path(__file__).parent / "resources"
 
@@ -29,34 +22,66 @@ def template(vendor: str, name: str) -> Any:
     return json.loads((RESOURCES / vendor / f"{name}.json").read_text())
 
 
-@dataclass
-class StreamOutput:
-    records: List[dict] = field(default_factory=list)
-    states: List[dict] = field(default_factory=list)
-
-    @property
-    def final_state(self) -> Optional[dict]:
-        return self.states[-1] if self.states else None
-
-
-def read_stream(stream: UsageStream, sync_mode: SyncMode = SyncMode.full_refresh, state: Optional[Mapping[str, Any]] = None) -> StreamOutput:
-    """Runs `stream.read` as AbstractSource would and collects its records and state checkpoints."""
-    configured = ConfiguredAirbyteStream(
-        stream=AirbyteStream(name=stream.name, json_schema={}, supported_sync_modes=[SyncMode.full_refresh, SyncMode.incremental]),
-        sync_mode=sync_mode,
-        destination_sync_mode=DestinationSyncMode.append,
-    )
-    output = StreamOutput()
-    stream.state = dict(state or {})
-    for item in stream.read(configured, logging.getLogger("test"), DebugSliceLogger(), dict(state or {}), ConnectorStateManager(), InternalConfig()):
-        if isinstance(item, Mapping):
-            output.records.append(dict(item))
-        elif getattr(item, "type", None) == Type.RECORD:
-            output.records.append(dict(item.record.data))
-        elif getattr(item, "type", None) == Type.STATE:
-            output.states.append(dict(item.state.stream.stream_state.__dict__))
-    return output
+def catalog(config: Mapping[str, Any], streams: Union[Sequence[str], Mapping[str, SyncMode]]) -> ConfiguredAirbyteCatalog:
+    """A configured catalog of `streams` (name -> sync mode; a plain list reads each incrementally where the
+    stream supports it, else in full)."""
+    available = {stream.name: stream for stream in SourceUsage().streams(config)}
+    modes = dict(streams) if isinstance(streams, Mapping) else {
+        name: SyncMode.incremental if available[name].supports_incremental else SyncMode.full_refresh for name in streams
+    }
+    builder = CatalogBuilder()
+    for name, mode in modes.items():
+        builder.with_stream(ConfiguredAirbyteStreamBuilder().with_name(name).with_sync_mode(mode))
+    return builder.build()
 
 
-def by_name(streams: List[UsageStream]) -> Dict[str, UsageStream]:
-    return {stream.name: stream for stream in streams}
+def states(saved: Optional[Mapping[str, Any]]) -> Optional[List[AirbyteStateMessage]]:
+    """Per-stream saved states ({stream: state}) as the state messages `read` takes."""
+    if saved is None:
+        return None
+    builder = StateBuilder()
+    for name, state in saved.items():
+        builder.with_stream_state(name, state)
+    return builder.build()
+
+
+def read_streams(
+    config: Mapping[str, Any],
+    streams: Union[Sequence[str], Mapping[str, SyncMode]],
+    state: Optional[Mapping[str, Any]] = None,
+    expect_failure: bool = False,
+) -> EntrypointOutput:
+    """`source-usage read` in-process (the CDK's test entrypoint), with `streams` selected."""
+    reload_settings()
+    return read(SourceUsage(), dict(config), catalog(config, streams), states(state), expecting_exception=expect_failure)
+
+
+def discover_streams(config: Mapping[str, Any]) -> EntrypointOutput:
+    return discover(SourceUsage(), dict(config))
+
+
+def records(output: EntrypointOutput, stream: str) -> List[Dict[str, Any]]:
+    return [dict(message.record.data) for message in output.records if message.record.stream == stream]
+
+
+def stream_states(output: EntrypointOutput, stream: str) -> List[Dict[str, Any]]:
+    """Every state checkpoint of `stream`, in order."""
+    found = []
+    for message in output.state_messages:
+        stream_state = message.state.stream
+        if stream_state is not None and stream_state.stream_descriptor.name == stream:
+            found.append(dict(stream_state.stream_state.__dict__))
+    return found
+
+
+def final_state(output: EntrypointOutput, stream: str) -> Optional[Dict[str, Any]]:
+    found = stream_states(output, stream)
+    return found[-1] if found else None
+
+
+def error_messages(output: EntrypointOutput) -> List[str]:
+    return [message.trace.error.message for message in output.errors]
+
+
+def log_lines(output: EntrypointOutput, *levels: str) -> List[str]:
+    return [message.log.message for message in output.logs if not levels or message.log.level.value in levels]

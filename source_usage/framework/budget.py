@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from time import sleep  # tests replace `budget.sleep` to record waits instead of sleeping
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -160,7 +161,7 @@ class LayeredBudget(AbstractAPIBudget):
                     raise WaitTooLong(wait, cap, f"the {layer.name} budget is spent")
                 if wait >= limits.log_waits_over_seconds:
                     LOGGER.info(f"{self.vendor}: waiting {wait:.0f} s for the {layer.name} budget before the next request")
-                (self._sleep or time.sleep)(min(wait, 60.0) if wait > 0 else 0.001)
+                (self._sleep or sleep)(min(wait, 60.0) if wait > 0 else 0.001)
 
     def update_from_response(self, request: Any, response: Any) -> None:
         for layer in self.layers:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from time import sleep  # tests replace `client.sleep` to record waits instead of sleeping
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import requests
@@ -151,7 +152,7 @@ class VendorClient:
                     f"last: {_described(resolution)}",
                 )
             self._log_wait(method, url, resolution, delay)
-            (self.sleep or time.sleep)(delay)
+            (self.sleep or sleep)(delay)
             waited += delay
 
     def _announced_wait(self, response_or_exception: Any, attempt: int) -> Optional[float]:
