@@ -16,6 +16,7 @@ number of batches per channel.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -220,8 +221,16 @@ class VendorFeed:
     failed) discards the rest of its stream, keeping the channel aligned on the next one.
     """
 
-    def __init__(self, vendor: str, producers: Sequence[StreamProducer], stop: threading.Event, buffered: int = 16) -> None:
+    def __init__(
+        self,
+        vendor: str,
+        producers: Sequence[StreamProducer],
+        stop: threading.Event,
+        buffered: int = 16,
+        on_finished: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.vendor = vendor
+        self._on_finished = on_finished
         self.names = [producer.name for producer in producers]
         self._producers = list(producers)
         self._stop = stop
@@ -249,6 +258,11 @@ class VendorFeed:
                     self._channel.put((producer.name, Failure(error)))
         except Stopped:
             return
+        if self._on_finished is not None:
+            try:
+                self._on_finished()
+            except Exception as problem:  # a summary must never fail a sync
+                logging.getLogger("airbyte").warning(f"{self.vendor}: the end-of-sync summary failed: {problem}")
 
     def events(self, name: str) -> Iterator[StreamEvent]:
         """The stream's events as it produced them; a failure is raised here, in the reader's thread."""

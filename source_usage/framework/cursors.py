@@ -38,6 +38,7 @@ class StreamCursor(ABC):
     """The state of one stream in one sync."""
 
     cursor_field: Optional[str] = None
+    extra: Dict[str, Any]  # keys a stream keeps in its state beside the cursor (set by the cursors that have state)
 
     @property
     @abstractmethod
@@ -140,6 +141,11 @@ class PerPartitionCursor(StreamCursor):
         self._clock = clock
         self._values: MutableMapping[tuple, str] = {}
         self._started: Mapping[tuple, str] = {}
+        self.extra: Dict[str, Any] = {}  # other keys a stream keeps in its state (emnify's time of the sync)
+
+    @property
+    def partition_fields(self) -> Sequence[str]:
+        return self._partition_fields
 
     def key(self, partition: Partition) -> tuple:
         return tuple(str(partition[field]) for field in self._partition_fields)
@@ -151,6 +157,7 @@ class PerPartitionCursor(StreamCursor):
     @property
     def state(self) -> Mapping[str, Any]:
         return {
+            **self.extra,
             "states": [
                 {"partition": dict(zip(self._partition_fields, key)), "cursor": {self.cursor_field: value}}
                 for key, value in sorted(self._values.items())
@@ -272,3 +279,98 @@ def _scalar(value: Any) -> str:
     if isinstance(value, (dict, list)):
         raise ValueError("not a scalar")
     return str(value)
+
+
+class VersionedCursor(StreamCursor):
+    """Per partition, the version of each record it emitted (record key -> version): a record is emitted
+    again when its version changed, whatever the partition's other records did.
+
+    For snapshots whose rows change in place (emnify's monthly figures per month and traffic type): a data
+    row updated at 11:30 after the SMS row was updated at 12:00 is still emitted, which a single
+    "newest update per partition" cursor would miss. The state also keeps the greatest cursor value per
+    partition; versions of records a snapshot no longer shows are forgotten. A state saved by a cursor that
+    kept only that greatest value has no versions: its partitions emit every record once.
+    """
+
+    def __init__(
+        self,
+        cursor_field: str,
+        partition_fields: Sequence[str],
+        key_of: Callable[[Mapping[str, Any]], str],
+        version_of: Callable[[Mapping[str, Any]], str],
+        parse: Callable[[str], datetime] = parse_timestamp,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.cursor_field = cursor_field
+        self._latest = PerPartitionCursor(cursor_field, partition_fields, parse=parse, clock=clock)
+        self._key_of = key_of
+        self._version_of = version_of
+        self._versions: Dict[tuple, Dict[str, str]] = {}
+        self._started: Dict[tuple, Dict[str, str]] = {}
+        self._pending: Dict[tuple, Dict[str, str]] = {}
+        self.extra: Dict[str, Any] = {}
+
+    def key(self, partition: Partition) -> tuple:
+        return self._latest.key(partition)
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        entries = []
+        for entry in self._latest.state["states"]:
+            key = tuple(str(value) for value in entry["partition"].values())
+            entries.append({**entry, "cursor": {**entry["cursor"], "versions": dict(sorted(self._versions.get(key, {}).items()))}})
+        return {**self.extra, "states": entries}
+
+    def load(self, state: Optional[Mapping[str, Any]], logger: logging.Logger, stream: str) -> None:
+        self._latest.load(state, logger, stream)
+        self._versions = {}
+        for entry in (state or {}).get("states") or () if isinstance(state, Mapping) else ():
+            try:
+                key = self._latest.key({field: _scalar(entry["partition"][field]) for field in self._latest.partition_fields})
+                versions = entry["cursor"].get("versions")
+            except (TypeError, KeyError, ValueError, AttributeError):
+                continue
+            if isinstance(versions, Mapping) and key in self._latest_keys():
+                self._versions[key] = {str(name): str(version) for name, version in versions.items() if isinstance(version, str)}
+        self._started = {key: dict(versions) for key, versions in self._versions.items()}
+        self._pending = {}
+
+    def _latest_keys(self) -> Set[tuple]:
+        return {tuple(str(value) for value in entry["partition"].values()) for entry in self._latest.state["states"]}
+
+    def value_for(self, partition: Partition) -> Optional[str]:
+        return self._latest.value_for(partition)
+
+    def emit_filter(self, partition: Partition) -> Optional[Callable[[Mapping[str, Any]], bool]]:
+        key = self.key(partition)
+        delivered = self._started.get(key, {})
+        seen: Dict[str, str] = {}
+        self._pending[key] = seen
+        key_of, version_of = self._key_of, self._version_of
+
+        def should_emit(record: Mapping[str, Any]) -> bool:
+            name, version = key_of(record), version_of(record)
+            seen[name] = version
+            return delivered.get(name) != version
+
+        return should_emit
+
+    def close_partition(self, partition: Partition, greatest: Optional[str]) -> bool:
+        key = self.key(partition)
+        changed = self._latest.close_partition(partition, greatest)
+        seen = self._pending.pop(key, None)
+        if seen is not None and seen != self._versions.get(key, {}):
+            self._versions[key] = seen
+            changed = True
+        return changed
+
+    def saw_every_partition(self, partitions: Sequence[Partition]) -> bool:
+        changed = self._latest.saw_every_partition(partitions)
+        live = {self.key(partition) for partition in partitions}
+        for key in [key for key in self._versions if key not in live]:
+            del self._versions[key]
+            changed = True
+        return changed
+
+    def __len__(self) -> int:
+        return len(self._latest)

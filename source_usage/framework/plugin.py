@@ -60,9 +60,8 @@ class VendorPlugin(ABC, Generic[Config]):
     def check(self, connection: "VendorConnection", config: Config, sync: "SyncContext") -> None:
         """A cheap authenticated request (or two) proving the config works; raises a UsageError."""
 
-    def stream_names(self) -> Sequence[str]:
-        """The names of the vendor's streams (without building them), for ordering and documentation."""
-        return ()
+    def sync_finished(self, connection: "VendorConnection", sync: "SyncContext") -> None:
+        """Called once the vendor's selected streams were read (emnify logs its quota use here)."""
 
 
 @lru_cache(maxsize=1)

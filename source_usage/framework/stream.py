@@ -21,7 +21,10 @@ release changes this protocol.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import Counter
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generator, Generic, Iterable, Iterator, List, Mapping, MutableMapping, Optional, TypeVar, Union
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteRecordMessage, SyncMode, Type
@@ -34,7 +37,7 @@ from source_usage.framework.errors import SchemaViolation
 from source_usage.framework.validation import RecordValidator
 from source_usage.framework.values import UnreadableValue
 from source_usage.framework.vendor import VendorConnection
-from source_usage.framework.windows import parse_timestamp
+from source_usage.framework.windows import iso_z, parse_timestamp
 
 if TYPE_CHECKING:
     from source_usage.framework.sync import SyncContext
@@ -55,6 +58,7 @@ class UsageStream(Stream, CheckpointMixin, Generic[C]):
     cursor_field: Union[str, List[str]] = []
     endpoint: Optional[Endpoint] = None  # what `read_partition` reads by default
     max_workers: Optional[int] = None  # default: the vendor's
+    records_sync_time = False  # keep `synced_at` in the state (how often the sync runs, for quota estimates)
 
     def __init__(self, vendor: VendorConnection, sync: "SyncContext") -> None:
         self.vendor = vendor
@@ -153,7 +157,10 @@ class StreamRun(Generic[C]):
         self.cursor: C = stream.make_cursor()
         incremental = sync_mode == SyncMode.incremental and saved_state and saved_state != NO_CURSOR_STATE
         self.cursor.load(saved_state if incremental else None, logger, stream.name)
-        self._validator = RecordValidator(stream.name, stream.get_json_schema(), stream.required_fields())
+        self._validator = RecordValidator(stream.name, stream.get_json_schema())
+        self._keys = stream.required_fields()
+        self._skipped: Counter = Counter()  # records without a key or cursor value, by field
+        self._lock = threading.Lock()
         self.sinks: List[Any] = []  # other consumers of the records (the usage ledger)
 
     @property
@@ -174,7 +181,10 @@ class StreamRun(Generic[C]):
                 if len(cursor) < LARGE_STATE_PARTITIONS or time.monotonic() - last_checkpoint >= LARGE_STATE_CHECKPOINT_SECONDS:
                     last_checkpoint = time.monotonic()
                     yield Checkpoint(dict(cursor.state))
+        self._report_skipped()
         cursor.saw_every_partition(planned)
+        if stream.records_sync_time and self.incremental and isinstance(getattr(cursor, "extra", None), dict):
+            cursor.extra["synced_at"] = iso_z(datetime.now(timezone.utc).replace(microsecond=0))
         yield FinalCheckpoint(dict(cursor.state))
 
     def _planned(self, planned: List[Partition]) -> Iterator[Partition]:
@@ -190,8 +200,11 @@ class StreamRun(Generic[C]):
         greatest_at = None
         validate = self._validator.validate
         should_emit = self.cursor.emit_filter(partition)
+        keys = self._keys
         try:
             for batch in batches(stream.read_partition(partition, self), BATCH_RECORDS):
+                if any(record.get(field) is None for record in batch for field in keys):
+                    batch = self._with_keys(batch)
                 for record in batch:
                     validate(record)
                     if cursor_field is not None:
@@ -204,3 +217,23 @@ class StreamRun(Generic[C]):
         except UnreadableValue as bad:
             raise SchemaViolation(stream.name, bad.field, bad.value, f"is not {bad.expected}") from None
         return greatest
+
+    def _with_keys(self, batch: List[dict]) -> List[dict]:
+        """The records that carry every key and cursor field: one without them could never be deduplicated
+        (nor checkpointed), so it is skipped, and counted for one warning at the end of the stream."""
+        kept = []
+        for record in batch:
+            missing = next((field for field in self._keys if record.get(field) is None), None)
+            if missing is None:
+                kept.append(record)
+            else:
+                with self._lock:
+                    self._skipped[missing] += 1
+        return kept
+
+    def _report_skipped(self) -> None:
+        for field, count in sorted(self._skipped.items()):
+            self.logger.warning(
+                f"{self.stream.vendor_name}: {self.stream.name}: skipped {count} record(s) whose {field} (a primary-key or "
+                f"cursor field) the API sent as null or left out: such a record cannot be deduplicated or checkpointed"
+            )

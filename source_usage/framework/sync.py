@@ -111,10 +111,17 @@ class SyncContext:
                 producer = self._producer(stream, self.sync_mode(name), self.saved_state(name, stream.namespace))
                 by_vendor.setdefault(stream.vendor_name, []).append(producer)
             for vendor, producers in by_vendor.items():
-                feed = VendorFeed(vendor, producers, self._stop)
+                feed = VendorFeed(vendor, producers, self._stop, on_finished=lambda vendor=vendor: self._vendor_finished(vendor))
                 for producer in producers:
                     self._feeds[producer.name] = feed
                 feed.start()
+
+    def _vendor_finished(self, vendor: str) -> None:
+        from source_usage.framework.plugin import plugin_named
+
+        connection = next((stream.vendor for stream in self._streams.values() if stream.vendor_name == vendor), None)
+        if connection is not None:
+            plugin_named(vendor).sync_finished(connection, self)
 
     def stop(self) -> None:
         """Stop every feed (the sync ended or failed): producers abandon their work promptly."""

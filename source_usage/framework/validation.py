@@ -6,8 +6,8 @@ the field and the value. Vendor modules repair values explicitly, per field (`va
 
 * `date-time` must be RFC 3339 (an offset with a colon or `Z`) and `date` a calendar date `YYYY-MM-DD`:
   what typed destinations and Singer validators accept.
-* Primary-key and cursor fields must be present and not null: a null key would be emitted as a row no
-  destination can deduplicate.
+* Records whose primary-key or cursor field is null are not validated here: the stream run skips them
+  with a warning (a null key would be a row no destination can deduplicate).
 
 Validation runs for every record, so it has a fast path: the schema is compiled once into Python code by
 fastjsonschema (a few microseconds a record); only a failing record is checked again by `jsonschema`,
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import fastjsonschema
 from jsonschema import FormatChecker
@@ -67,19 +67,15 @@ def format_checker() -> FormatChecker:
 
 
 class RecordValidator:
-    def __init__(self, stream: str, schema: Mapping[str, Any], required: Sequence[str] = ()) -> None:
+    def __init__(self, stream: str, schema: Mapping[str, Any]) -> None:
         self._stream = stream
         self._schema = schema
-        self._required = tuple(required)
         self._fast_check: Callable[[Any], Any] = fastjsonschema.compile(
             dict(schema), use_default=False, use_formats=True, formats=dict(FORMATS), detailed_exceptions=False
         )
 
     def validate(self, record: Mapping[str, Any]) -> None:
-        """Raise SchemaViolation unless `record` matches the schema and has its key and cursor fields."""
-        for field in self._required:
-            if record.get(field) is None:
-                raise SchemaViolation(self._stream, field, None, "is a primary-key or cursor field and must not be null or missing")
+        """Raise SchemaViolation unless `record` matches the schema, formats included."""
         try:
             self._fast_check(record)
             return

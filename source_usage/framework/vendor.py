@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -37,6 +37,7 @@ class VendorConnection:
     budget_layers: Sequence[BudgetLayer] = ()
     backoff: List[BackoffStrategy] = field(default_factory=lambda: [RetryAfterBackoff()])
     shard_redirects: bool = False
+    error_overrides: Mapping[int, Any] = field(default_factory=dict)  # statuses every endpoint treats specially
     max_workers: int = 4
     settings: Settings = field(default_factory=settings)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("airbyte"))
@@ -47,9 +48,11 @@ class VendorConnection:
         budget = LayeredBudget(self.name, self.budget_layers) if self.settings.client_rate_budgets and self.budget_layers else Unlimited()
         self.session = VendorSession(budget, self.policy, pool_size=max(10, 2 * self.max_workers))
         self.rejection: Optional[UsageError] = None
-        self.error_handler = VendorErrorHandler(self.errors, max_retries=self.settings.max_retries, on_rejected=self._remember_rejection)
+        self.error_handler = VendorErrorHandler(
+            self.errors, max_retries=self.settings.max_retries, overrides=self.error_overrides, on_rejected=self._remember_rejection
+        )
         self.client = VendorClient(self.name, self.session, self.error_handler, self.backoff, self.authenticator, self.settings, self.logger)
-        self._handlers: Dict[int, VendorErrorHandler] = {}
+        self._handlers: Dict[int, Tuple[Endpoint, VendorErrorHandler]] = {}
 
     @property
     def workers(self) -> int:
@@ -59,10 +62,10 @@ class VendorConnection:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def handler_for(self, endpoint: Endpoint) -> VendorErrorHandler:
-        handler = self._handlers.get(id(endpoint))
-        if handler is None:
-            handler = self._handlers[id(endpoint)] = self.error_handler.with_overrides(endpoint.overrides)
-        return handler
+        known = self._handlers.get(id(endpoint))
+        if known is None or known[0] is not endpoint:
+            known = self._handlers[id(endpoint)] = (endpoint, self.error_handler.with_overrides(endpoint.overrides))
+        return known[1]
 
     def pages(self, endpoint: Endpoint, partition: Partition) -> Iterator[Page]:
         """The pages of `endpoint` for `partition`, first to last (see `endpoint.read_pages`)."""
@@ -90,9 +93,3 @@ class VendorConnection:
     @property
     def requests_sent(self) -> int:
         return self.client.requests_sent
-
-
-def first_of(records: Iterable[Any]) -> Optional[Any]:
-    for record in records:
-        return record
-    return None

@@ -52,6 +52,8 @@ MAX_WINDOW = timedelta(days=31)  # "t1 can be a maximum of 31 days after t0"
 BUCKET = timedelta(days=1)  # usage histories come in daily buckets
 CLIENTS_PARAM_MAX_CHARS = 2000  # keeps the usage request URL well under common 8 KB limits
 MAX_CLIENTS_PER_REQUEST = 1000  # the usage endpoint's largest page: one page per batch
+CLIENT_INSTANTS = ("firstSeen", "lastSeen")  # epoch seconds in the reference, ISO text in some answers
+LICENSE_INSTANTS = ("claimDate", "activationDate", "expirationDate")
 REQUESTS_PER_SECOND_PER_ORG = 10
 REQUESTS_PER_SECOND_PER_IP = 100
 
@@ -255,6 +257,9 @@ class MerakiDirectory:
                 client = dict(client)
                 client["networkId"] = partition["networkId"]
                 client["organizationId"] = partition["organizationId"]
+                for field in CLIENT_INSTANTS:
+                    if field in client:
+                        client[field] = instant(client[field], field)
             yield client
 
     # skipping what cannot be read
@@ -432,7 +437,7 @@ class MerakiClientUsageHistories(MerakiStream[PerPartitionCursor]):
             for point in points or ():
                 if not isinstance(point, Mapping):
                     raise UsageError(f"meraki: a usageHistory point of client {client_id} is not an object", FailureType.system_error)
-                ts = point.get("ts")
+                ts = instant(point.get("ts"), "ts")
                 yield {
                     "organizationId": org_id,
                     "networkId": network_id,
@@ -493,6 +498,9 @@ class MerakiOrganizationLicenses(MerakiStream):
             if isinstance(license_, Mapping):
                 license_ = dict(license_)
                 license_["organizationId"] = partition["organizationId"]
+                for field in LICENSE_INSTANTS:
+                    if field in license_:
+                        license_[field] = instant(license_[field], field)
             yield license_
 
 

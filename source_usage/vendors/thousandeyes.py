@@ -46,6 +46,7 @@ from source_usage.framework.settings import Settings
 from source_usage.framework.shared import OncePerKey
 from source_usage.framework.stream import StreamRun, UsageStream
 from source_usage.framework.sync import SyncContext
+from source_usage.framework.values import instant, observed_at
 from source_usage.framework.vendor import VendorConnection
 
 NAME = "thousandeyes"
@@ -154,15 +155,17 @@ class BillingPeriod:
         breakdowns = body.get("breakdowns")
         if breakdowns is not None and not isinstance(breakdowns, list):
             raise UsageError("thousandeyes: GET /usage/units/tests answered breakdowns that are not a list", FailureType.system_error)
+        observed = observed_at(response)
         for breakdown in breakdowns or ():
-            yield record_for_test(breakdown, partition["monthStart"])
+            yield record_for_test(breakdown, partition["monthStart"], observed)
 
 
 def usage_details(body: Any, response: requests.Response) -> Mapping[str, Any]:
+    """The `usage` object, and when it was read."""
     details = expect_object(body, NAME, response, "a usage document").get("usage")
     if not isinstance(details, Mapping):
         raise UsageError("thousandeyes: GET /usage answered without a `usage` object", FailureType.system_error)
-    return details
+    return {"usage": details, "observed_at": observed_at(response)}
 
 
 class ThousandEyesStream(UsageStream[WindowedCursor]):
@@ -183,7 +186,8 @@ class ThousandEyesUsage(ThousandEyesStream):
     primary_key = ["monthStart"]
 
     def read_partition(self, partition: Partition, run: StreamRun[WindowedCursor]) -> Iterable[dict]:
-        return [period_record(self.period.details())]
+        document = self.period.details()
+        return [{**period_record(document["usage"]), "observed_at": document["observed_at"], "is_final": False}]
 
 
 class ThousandEyesTestUsage(ThousandEyesStream):
@@ -193,11 +197,13 @@ class ThousandEyesTestUsage(ThousandEyesStream):
     primary_key = ["monthStart", "aid", "testId"]
 
     def read_partition(self, partition: Partition, run: StreamRun[WindowedCursor]) -> Iterable[dict]:
-        details = self.period.details()
-        month_start = (details.get("quota") or {}).get("monthStart") if isinstance(details.get("quota"), Mapping) else None
+        document = self.period.details()
+        details, observed = document["usage"], document["observed_at"]
+        quota = details.get("quota") if isinstance(details.get("quota"), Mapping) else {}
+        month_start = instant(quota.get("monthStart"), "quota.monthStart")
         tests = details.get("tests")
         if isinstance(tests, list):
-            return [record_for_test(test, month_start) for test in tests]
+            return [record_for_test(test, month_start, observed) for test in tests]
         run.logger.warning(
             f"{self.name}: GET /usage did not expand the tests; reading them from GET /usage/units/tests, which serves "
             f"usage-based-pricing organizations and counts enterprise-agent units per account group running a test"
@@ -205,17 +211,22 @@ class ThousandEyesTestUsage(ThousandEyesStream):
         return self.vendor.records(self.period.tests_endpoint, {"monthStart": month_start})
 
 
+
 def period_record(details: Mapping[str, Any]) -> dict:
-    """The scalar counters of `usage`, its quota, and the period's bounds copied from the quota."""
-    quota = details.get("quota") if isinstance(details.get("quota"), Mapping) else {}
+    """The scalar counters of `usage`, its quota, and the period's bounds copied from the quota (in UTC).
+    The period is open until it ends and the API answers only the current one: never final."""
+    quota = dict(details.get("quota")) if isinstance(details.get("quota"), Mapping) else {}
+    for field in ("monthStart", "monthEnd"):
+        if field in quota:
+            quota[field] = instant(quota[field], f"quota.{field}")
     record = {key: value for key, value in details.items() if not isinstance(value, (Mapping, list))}
-    record["quota"] = dict(quota)
+    record["quota"] = quota
     record["monthStart"] = quota.get("monthStart")
     record["monthEnd"] = quota.get("monthEnd")
     return record
 
 
-def record_for_test(test: Any, month_start: Optional[str]) -> dict:
+def record_for_test(test: Any, month_start: Optional[str], observed: str) -> dict:
     """One test's units, from a `tests` item of `/usage` or a `breakdowns` item of `/usage/units/tests`."""
     if not isinstance(test, Mapping):
         raise UsageError("thousandeyes: a test usage entry is not an object", FailureType.system_error)
@@ -228,6 +239,8 @@ def record_for_test(test: Any, month_start: Optional[str]) -> dict:
         "testType": test.get("testType"),
         "cloudUnitsUsed": test.get("cloudUnitsUsed"),
         "cloudUnitsProjected": test.get("cloudUnitsProjected"),  # absent until ThousandEyes projects a new test
+        "observed_at": observed,
+        "is_final": False,
     }
 
 
