@@ -20,7 +20,7 @@ import threading
 import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from source_usage.emulator.app import VendorApp, route_of
@@ -161,11 +161,13 @@ class Emulator:
 
     # ----- serving -----------------------------------------------------------------------------------
 
-    def route(self, path: str) -> Optional[VendorApp]:
+    def route(self, path: str) -> Tuple[Optional[VendorApp], str]:
+        """The vendor serving `path` and the prefix it is served under."""
         for app in self.apps.values():
-            if path == app.prefix or path.startswith(app.prefix + "/"):
-                return app
-        return None
+            prefix = app.prefix_of(path)
+            if prefix is not None:
+                return app, prefix
+        return None, ""
 
     def control(self, method: str, path: str, query: Dict[str, list], body: bytes) -> Response:
         action = path[len("/_emulator/"):]
@@ -226,18 +228,21 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.startswith("/_emulator/"):
             self._write(emulator.control(self.command, parts.path, query, body))
             return
-        app = emulator.route(parts.path)
+        app, prefix = emulator.route(parts.path)
         if app is None:
             self._write(json_response({"error": "no such vendor"}, 404))
             return
         host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
         request = Request(
             method=self.command,
-            path=parts.path[len(app.prefix):] or "/",
+            path=parts.path[len(prefix):] or "/",
             query=query,
             headers={key.lower(): value for key, value in self.headers.items()},
             body=body,
-            base_url=f"http://{host}{app.prefix}",
+            base_url=f"http://{host}{prefix}",
+            client_ip=self.client_address[0],
+            prefix=prefix,
+            raw_query=parts.query,
         )
         started = time.time()
         fault = emulator._dice.roll(emulator.faults[app.name])
