@@ -291,3 +291,26 @@ def test_the_default_per_ip_budget_is_100_requests_in_any_second() -> None:
             pytest.skip(f"160 requests took {elapsed:.2f} s here: too slow to fill a one-second window")
         assert emulator.stats()["meraki"]["rate_limited_by"] == {"ip": 60, "organization": 0}
 
+
+
+def test_a_thousand_clients_per_network_are_paged_and_expected() -> None:
+    with meraki(organizations=1, networks_per_organization=1, clients_per_network=1000) as emulator:
+        session = session_for(emulator)
+        [network_id] = app_of(emulator).clients
+        clients = read_all(session, f"{emulator.base_url('meraki')}/networks/{network_id}/clients", perPage=300, timespan=2678400 - 7200)
+        expected = emulator.expected("meraki_network_clients")
+        assert len(clients) == len(expected) > 900
+        assert [client["id"] for client in clients] == sorted(record["id"] for record in expected)
+        assert len(emulator.expected("meraki_client_usage_histories")) > 5000
+
+
+def test_the_knobs_come_through_the_sandbox_cli_and_the_control_api_takes_the_options() -> None:
+    from source_usage.emulator.cli import parse_args
+
+    args = parse_args(["--vendors", "meraki", "--knobs", '{"meraki": {"organizations": 3, "disabled_organizations": 1}}'])
+    with Emulator(seed=args.seed, vendors=["meraki"], **args.knobs) as emulator:
+        control = f"{emulator.url}/_emulator/expected/meraki_organizations"
+        readable = requests.get(control, timeout=10).json()
+        listed = requests.get(control, params={"include_unreadable": "true"}, timeout=10).json()
+        assert len(readable) == 2 and len(listed) == 3
+        assert [org for org in listed if not org["api"]["enabled"]] == [org for org in listed if org not in readable]

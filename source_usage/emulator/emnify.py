@@ -18,8 +18,8 @@ moving window: refused requests do not count, so the client is let in again as s
 the last five minutes is back under the limit); `POST /authenticate` `auth_limit` per
 `auth_window_seconds` per IP (100 per 5 minutes); and per-path token buckets (the endpoint list 10/s
 burst 5, `stats` and `stats/*` 100/s burst 50, shared). The monthly quota (`monthly_quota`, 10,000,000 in
-reality; None, the default, does not enforce it) counts the calls of the organisation in the month of the
-emulator's clock; once used up every call answers 429 with the 1105 body and a message saying the
+reality; None, the default, does not enforce it) counts the calls of the organisation (every request
+with a valid token, and every accepted application token) in the month of the emulator's clock; once used up every call answers 429 with the 1105 body and a message saying the
 monthly quota is exhausted (emnify documents the 429 and the reset on the 1st of the next month but no
 wording) until the clock reaches the 1st of the next month. `stats()` adds `monthly_calls` (the calls
 counted this month) and `rate_limited_by` (`ip`, `authentication`, `path`, `monthly_quota`).
@@ -93,6 +93,7 @@ currency's code, null for the satellite kinds).
 from __future__ import annotations
 
 import calendar
+import copy
 import itertools
 import math
 import random
@@ -462,7 +463,7 @@ class EmnifyApp(VendorApp):
             live = sorted(endpoint_id for endpoint_id in self.traits if endpoint_id not in self.deleted)
             if stream == "emnify_endpoints":
                 listed = self.endpoints + self.removed_during_listing
-                return [dict(endpoint) for endpoint in sorted(listed, key=lambda endpoint: endpoint["id"])]
+                return [copy.deepcopy(endpoint) for endpoint in sorted(listed, key=lambda endpoint: endpoint["id"])]
             if stream == "emnify_endpoint_usage_monthly":
                 return [record for endpoint_id in live for record in self._expected_monthly(endpoint_id)]
             if stream == "emnify_endpoint_usage_last_hour":

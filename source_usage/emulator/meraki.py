@@ -342,14 +342,15 @@ class MerakiApp(VendorApp):
                         "clientMac": client["mac"],
                         "clientIp": client["ip"],
                         "ts": iso(self.day_starts[day], fraction=True),
-                        "recv": self._amounts(client["id"], day)[0],
-                        "sent": self._amounts(client["id"], day)[1],
+                        "recv": recv,
+                        "sent": sent,
                     }
                     for org_id, network_id in self._expected_networks(readable)
                     for client in self.clients[network_id]
                     if self._seen_since(client["id"], start)
                     for day in self._active_days(client["id"])
                     if self.day_starts[day] >= midnight(start)
+                    for recv, sent in [self._amounts(client["id"], day)]
                 ]
             if stream == "meraki_organization_licenses":
                 return [

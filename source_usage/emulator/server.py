@@ -1,10 +1,12 @@
 """A loopback HTTP server that emulates the four vendors, with fault injection and a control API.
 
 Vendors are served under their own prefixes (`/meraki/api/v1`, `/twilio/v1`, `/emnify/api/v1`,
-`/thousandeyes/v7`); `/_emulator/...` answers tests and tools:
+`/thousandeyes/v7`; Meraki also under its shards' `/meraki/shard/nNNN/api/v1`); `/_emulator/...` answers
+tests and tools:
 
 * `GET  /_emulator/config`              a ready-to-use connector config
-* `GET  /_emulator/expected/<stream>`   the records a complete read of the stream must return
+* `GET  /_emulator/expected/<stream>`   the records a complete read of the stream must return (query
+                                         parameters are the options, e.g. `?start_date=...`)
 * `GET  /_emulator/stats`               requests served per vendor and route, and how many got 429
 * `GET  /_emulator/requests`            every request served, when `record_requests` is on (benchmarks)
 * `POST /_emulator/advance?steps=1`     make new usage appear
