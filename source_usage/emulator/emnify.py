@@ -310,8 +310,8 @@ class EmnifyApp(VendorApp):
     def _seed_usage(self) -> None:
         """Daily traffic from `day0` to today; the monthly rows' `last_updated` for last and this month."""
         current, previous = _month_start(self.clock), _previous_month_start(self.clock)
-        today = self.clock.date()
-        length = self._index(today) + 1
+        current_day, previous_day = current.date(), previous.date()
+        length = self._index(self.clock.date()) + 1
         for endpoint_id, traits in self.traits.items():
             updated: Dict[Tuple[str, datetime], datetime] = {}
             for kind, traffic_type in SNAPSHOT_KINDS:
@@ -326,34 +326,37 @@ class EmnifyApp(VendorApp):
                     updated[(kind, current)] = current + timedelta(seconds=int(elapsed * fraction))
             for (kind, month), moment in updated.items():
                 self.row_updated[(endpoint_id, DATA if kind == "data" else SMS, month)] = moment
+            first_day = self._first_day(endpoint_id)
             for kind in self._kinds_of(endpoint_id):
                 rx, tx = array("q", bytes(8 * length)), array("q", bytes(8 * length))
                 rng = random.Random(stable_int(self.seed, "daily", endpoint_id, kind))
-                for day in _days(self.day0, today):
+                snapshot_kind = kind in ("data", "sms")
+                last_updated = {month: updated.get((kind, month)) for month in (current, previous)}
+                for index in range(length):
                     active, day_rx, day_tx = rng.random() < 0.6, *self._daily_draw(rng, kind)
-                    if day < self._first_day(endpoint_id):
+                    day = self.day0 + timedelta(days=index)
+                    if day < first_day:
                         continue
-                    month = datetime(day.year, day.month, 1, tzinfo=self.clock.tzinfo)
-                    last = updated.get((kind, month)) if kind in ("data", "sms") else None
-                    if kind in ("data", "sms") and month in (current, previous):
+                    if snapshot_kind and day >= previous_day:
+                        last = last_updated[current if day >= current_day else previous]
                         if last is None or day > last.date():
                             continue  # no traffic in that month, or none after its row was last updated
-                        active = active or day == last.date()
-                        if day == last.date() and day_rx + day_tx == 0:
-                            day_rx = MICRO
+                        if day == last.date():
+                            active = True
+                            day_rx = day_rx or MICRO
                     if active:
-                        rx[self._index(day)], tx[self._index(day)] = day_rx, day_tx
+                        rx[index], tx[index] = day_rx, day_tx
                 self.daily[(endpoint_id, kind)] = (rx, tx)
 
     @staticmethod
     def _daily_draw(rng: random.Random, kind: str) -> Tuple[int, int]:
         """One day's received and transmitted millionths of `kind`."""
         if kind == "data":
-            return rng.randint(1, 20 * MICRO), rng.randint(1, 5 * MICRO)
+            return 1 + int(rng.random() * 20 * MICRO), 1 + int(rng.random() * 5 * MICRO)
         if kind == "sat_geo_data":
-            return rng.randint(1, MICRO // 2), rng.randint(1, MICRO // 5)
-        top = 3 if kind == "sms" else 1
-        return rng.randint(0, top) * MICRO, rng.randint(0, top) * MICRO
+            return 1 + int(rng.random() * MICRO // 2), 1 + int(rng.random() * MICRO // 5)
+        top = 4 if kind == "sms" else 2
+        return int(rng.random() * top) * MICRO, int(rng.random() * top) * MICRO
 
     def _ensure_days(self) -> None:
         """Room in every day series for the clock's day."""
