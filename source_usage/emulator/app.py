@@ -45,6 +45,12 @@ class VendorApp(ABC):
     def rate_limited(self, request: Request) -> Response:
         """A 429 answered the way this vendor answers it."""
 
+    def prefix_of(self, path: str) -> Optional[str]:
+        """The prefix this vendor serves `path` under, or None if the path is not this vendor's."""
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            return self.prefix
+        return None
+
     def tenant_of(self, request: Request) -> Optional[str]:
         """Whose rate limit a request counts against (a Meraki organization), for the request log."""
         return None

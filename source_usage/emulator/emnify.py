@@ -1,34 +1,106 @@
 """Emulated emnify REST API v1.
 
-Serves `POST /authenticate`, `GET /endpoint` and `GET /endpoint/{id}/stats` with the real contract:
-an application token exchanged for an HS256 JWT `auth_token` (`exp` 240 minutes after issue) sent as
-`Authorization: Bearer`; 401 bodies `{"error_code", "error_token", "message"}` (1101 InvalidCredentials
-for a refused application token, 1102 InvalidToken, 1103 TokenExpired); the endpoint list as a bare
-array paged by `page` (1-based; past the end the LAST page is returned again) and `per_page` (default
-1000, clamped to 1000) with `Link`, `X-Count-Per-Page`, `X-Current-Page`, `X-Total-Count` and
-`X-Total-Pages` headers; the statistics snapshot with `last_month`/`current_month` entries only where
-there was traffic (volumes as decimal strings) and `last_hour` lists of `["HH:MM", value]` for the 60
-complete minutes before the response's `Date`; 404 (1201 NotFound) for an endpoint deleted after it
-was listed. With `rate_limits`, per-path token buckets (the endpoint list 10/s burst 5, statistics
-100/s burst 50, authentication 100 per 5 minutes) answer 429 (1105 TooManyRequests) without
-`Retry-After`.
+Serves `POST /authenticate`, `GET /endpoint`, `GET /endpoint/{id}/stats` and
+`GET /endpoint/{id}/stats/daily` with the real contract: an application token exchanged for an HS256
+JWT `auth_token` (`exp` 240 minutes after issue) sent as `Authorization: Bearer`; 401 bodies
+`{"error_code", "error_token", "message"}` (1101 InvalidCredentials for a refused application token,
+1102 InvalidToken, 1103 TokenExpired); the endpoint list as a bare array paged by `page` (1-based; past
+the end the LAST page is returned again) and `per_page` (default 1000, clamped to 1000) with `Link`,
+`X-Count-Per-Page`, `X-Current-Page`, `X-Total-Count` and `X-Total-Pages` headers; the statistics
+snapshot with `last_month`/`current_month` entries only where there was traffic (volumes as decimal
+strings) and `last_hour` lists of `["HH:MM", value]` for the minutes before the response's `Date`; 404
+(1201 NotFound) for an endpoint deleted after it was listed.
+
+Rate limits (docs.emnify.com/developers/api-guidelines/rate-limits), when `rate_limits` is on, all
+answered 429 `{"error_code": 1105, "error_token": "TooManyRequests", ...}` without `Retry-After`:
+`ip_limit` requests per `ip_window_seconds` per source IP over every path (2,000 per 5 minutes, a
+moving window: refused requests do not count, so the client is let in again as soon as its rate over
+the last five minutes is back under the limit); `POST /authenticate` `auth_limit` per
+`auth_window_seconds` per IP (100 per 5 minutes); and per-path token buckets (the endpoint list 10/s
+burst 5, `stats` and `stats/*` 100/s burst 50, shared). The monthly quota (`monthly_quota`, 10,000,000 in
+reality; None, the default, does not enforce it) counts the calls of the organisation (every request
+with a valid token, and every accepted application token) in the month of the emulator's clock; once used up every call answers 429 with the 1105 body and a message saying the
+monthly quota is exhausted (emnify documents the 429 and the reset on the 1st of the next month but no
+wording) until the clock reaches the 1st of the next month. `stats()` adds `monthly_calls` (the calls
+counted this month) and `rate_limited_by` (`ip`, `authentication`, `path`, `monthly_quota`).
+
+Data model. Every endpoint's usage is kept per day, per kind (`data` in MB, `sms` in messages, and for
+satellite endpoints `sat_geo_data` and `sat_geo_sms`), received and transmitted, in millionths of the
+unit, from `daily_history_days` before the clock's day (and at least from the 1st of last month, never
+before the endpoint was created) until the clock's day. The snapshot's monthly rows are sums of those
+days, so the daily statistics of the current and of the last month add up exactly to `current_month`
+and `last_month`; each row's `last_updated` is when it last grew (seeded rows: a seeded moment of the
+month, and no traffic after it). Some endpoints never send SMS, some had no traffic last month, some none
+yet this month. Days before last month exist but appear in no snapshot.
 
 Time is a virtual clock (the `Date` header and the usage data follow it): `advance(steps)` moves it
-`step_minutes` per step, so new minutes appear in `last_hour`, and grows the current month's volumes
-and `last_updated` of some endpoints. Tokens live in real time: `token_lifetime_seconds` makes the
-server expire them sooner than their JWT claims (a 401 TokenExpired in the middle of a sync).
+`step_minutes` per step, so new minutes appear in `last_hour`; in each step a third of the endpoints use
+traffic, which goes to the clock's day (today grows; a new day starts when the clock passes midnight)
+and sets the month's row's `last_updated` to the clock. Tokens live in real time:
+`token_lifetime_seconds` makes the server expire them sooner than their JWT claims (a 401 TokenExpired
+in the middle of a sync).
 
-Knobs: `endpoints` (default 20 x scale), `deleted_endpoints`, `max_per_page`, `now` (the clock's start,
-ISO 8601), `step_minutes`, `token_lifetime_seconds`, `application_token`.
+`GET /endpoint/{id}/stats/daily?start_date=&end_date=` (`YYYY-MM-DD`; docs.emnify.com endpoint
+"Retrieve daily usage statistics for an endpoint"): no dates, the current month (the 1st to today);
+`start_date` alone, six months from it (the docs: "the response will include 6 months of data");
+`end_date` alone, the month of that date up to it ("only return data from the month indicated in your
+end date"); both, that range, both ends included. The end is capped at today. The maximum range is not
+documented: the emulator assumes six calendar months and refuses longer ranges (and a start after the
+end) with 422 `{"error_code": 1301, "error_token": "InvalidQueryCriteria", ...}`; a malformed date is
+422 1400 InputValidationFailed with a nested 1403 InvalidFormat. The answer is a JSON array, oldest day
+first, of the days on which the endpoint had any traffic: `{"date", "data", "sms", "sat_geo_data",
+"sat_geo_sms"}`. `data` and `sms` are objects `{volume, volume_tx, volume_rx, cost, currency
+{code, symbol, id}, traffic_type {id, description, unit}}` (zero volumes on a day without that kind);
+`sat_geo_*` are null except for satellite endpoints, where they are `{volume, volume_tx, volume_rx,
+cost}` (the reference schema has no currency or traffic type for them). Volumes are decimal strings
+like the snapshot's (the organisation-level daily reference declares strings; the endpoint-level one
+declares numbers: `daily_volumes_as_numbers` switches to numbers), cost a number in EUR.
+
+Knobs (defaults: what the API does when nothing unusual happens):
+
+* `endpoints` (20 x scale), `deleted_endpoints` (0: listed, but their statistics answer 404),
+  `max_per_page` (1000), `now` (the clock's start, ISO 8601), `step_minutes` (5), `token_lifetime_seconds`,
+  `application_token`.
+* `last_hour_minutes` (60; the official example has 59): how many minute entries `last_hour` holds.
+* `growing_newest_minute` (False): `last_hour` ends with the minute in progress (the `Date` header's
+  minute), whose value is still accumulating: the n-th statistics request that shows it reports
+  n/(n+1) of what the minute finally holds (every later request a larger value), and it shows the full
+  value once `advance()` has moved the clock past it.
+* `out_of_order_updates` (False): in `advance()`, an endpoint whose data and SMS rows of the current
+  month were last updated at different times may have the older row updated (with late traffic,
+  booked on that moment's day) with a `last_updated` between the two: the data row updated at 11:30
+  after the SMS row was updated at 12:00. Tracking the newest `last_updated` per endpoint loses it.
+* `deletions_during_listing` (0): that many endpoints of the first page are deleted once the first
+  page has been served and before a later page is (the first time), so offset pagination shifts and a
+  client skips as many live endpoints; each page's `X-Total-Count`/`X-Total-Pages` are those of the
+  moment it is served. The deleted endpoints answer 404 to their statistics.
+* `daily_history_days` (200), `daily_volumes_as_numbers` (False), `daily_null_kinds` (False: on a
+  listed day a kind without traffic is reported as null or as an empty object `{}` instead of zeros),
+  `satellite_endpoints` (0: endpoints that also report `sat_geo_data` and `sat_geo_sms`).
+* `ip_limit` (2000), `ip_window_seconds` (300), `auth_limit` (100), `auth_window_seconds` (300),
+  `monthly_quota` (None).
+
+`expected()` is computed from the data model (never from what is served). `emnify_endpoints`: every
+endpoint listed at any time (those deleted during the listing included, as they were on the first
+page). `emnify_endpoint_usage_monthly`: the rows of the live endpoints. `emnify_endpoint_usage_last_hour`:
+the complete minutes of the window with their final values (never the minute in progress).
+`emnify_endpoint_usage_daily` (option `start_date`, default 30 days before the clock): one record per
+live endpoint, day from the start date's day to today, and kind the API reports as a non-empty object:
+`{endpoint_id, date, traffic_kind, volume, volume_tx, volume_rx, unit, cost, currency}` (numbers; the
+currency's code, null for the satellite kinds).
 """
 
 from __future__ import annotations
 
+import calendar
+import copy
 import itertools
 import math
+import random
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from array import array
+from collections import Counter
+from datetime import date, datetime, timedelta
 from email.utils import formatdate
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -36,26 +108,32 @@ import jwt
 
 from source_usage.emulator.app import VendorApp
 from source_usage.emulator.data import iso, parse_iso, stable_hex, stable_int, utc_now
-from source_usage.emulator.http import Request, Response, TokenBucket, json_response
+from source_usage.emulator.http import Request, Response, RollingWindow, TokenBucket, json_response
 
 APPLICATION_TOKEN = "KAOp24emnifyEmulatorApplicationToken0000000000000001"
 JWT_SECRET = "emnify-emulator-hs256-signing-key-0001"
 JWT_LIFETIME = timedelta(minutes=240)
 MAX_PER_PAGE = 1000
-MINUTES_PER_HOUR = 60
 ORGANISATION_ID = 4242
 DATA, SMS = 5, 6
 TRAFFIC_TYPES = {
     "data": {"description": "Data", "unit": "MB", "id": DATA},
     "sms": {"description": "SMS", "unit": "SMS", "id": SMS},
 }
-PRICE_PER_UNIT = {DATA: 0.2093, SMS: 0.065}  # EUR per MB and per message
+SNAPSHOT_KINDS = (("data", DATA), ("sms", SMS))
+KINDS = ("data", "sms", "sat_geo_data", "sat_geo_sms")
+SATELLITE_KINDS = ("sat_geo_data", "sat_geo_sms")
+UNITS = {"data": "MB", "sms": "SMS", "sat_geo_data": "MB", "sat_geo_sms": "SMS"}
+COUNTED = {"sms", "sat_geo_sms"}  # whole messages
+PRICE_PER_UNIT = {"data": 0.2093, "sms": 0.065, "sat_geo_data": 6.5, "sat_geo_sms": 0.45}  # EUR per MB / message
 CURRENCY = {"code": "EUR", "symbol": "€", "id": 1}
 MICRO = 1_000_000  # volumes are kept in millionths: the API prints six decimals
+DAILY_MAX_MONTHS = 6  # assumed: the docs do not say how long a daily range may be
+TOO_MANY_REQUESTS = "Too many requests, please try again later"
 
 
-def _error(status: int, code: int, token: str, message: str) -> Response:
-    return json_response({"error_code": code, "error_token": token, "message": message}, status)
+def _error(status: int, code: int, token: str, message: str, **extra: Any) -> Response:
+    return json_response({"error_code": code, "error_token": token, "message": message, **extra}, status)
 
 
 def _month_start(moment: datetime) -> datetime:
@@ -64,6 +142,12 @@ def _month_start(moment: datetime) -> datetime:
 
 def _previous_month_start(moment: datetime) -> datetime:
     return _month_start(_month_start(moment) - timedelta(days=1))
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return day.replace(year=year, month=month + 1, day=min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def _stamp(moment: datetime) -> str:
@@ -75,20 +159,22 @@ def _decimal(micro: int) -> str:
     return f"{micro // MICRO}.{micro % MICRO:06d}"
 
 
-@dataclass
-class MonthlyUsage:
-    """One endpoint's usage of one traffic type in one month."""
+def _cost(kind: str, micro: int) -> float:
+    """The price of `micro` millionths of a unit of `kind`, in EUR."""
+    return round(micro / MICRO * PRICE_PER_UNIT[kind], 8)
 
-    row_id: int
-    rx: int  # millionths of the unit
-    tx: int
-    last_updated: datetime
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
 
 
 class EmnifyApp(VendorApp):
     name = "emnify"
     prefix = "/emnify/api/v1"
-    streams = ("emnify_endpoints", "emnify_endpoint_usage_monthly", "emnify_endpoint_usage_last_hour")
+    streams = ("emnify_endpoints", "emnify_endpoint_usage_monthly", "emnify_endpoint_usage_last_hour", "emnify_endpoint_usage_daily")
 
     def __init__(
         self,
@@ -102,31 +188,63 @@ class EmnifyApp(VendorApp):
         step_minutes: int = 5,
         token_lifetime_seconds: Optional[float] = None,
         application_token: str = APPLICATION_TOKEN,
+        last_hour_minutes: int = 60,
+        growing_newest_minute: bool = False,
+        out_of_order_updates: bool = False,
+        deletions_during_listing: int = 0,
+        ip_limit: int = 2000,
+        ip_window_seconds: float = 300.0,
+        auth_limit: int = 100,
+        auth_window_seconds: float = 300.0,
+        monthly_quota: Optional[int] = None,
+        daily_history_days: int = 200,
+        daily_volumes_as_numbers: bool = False,
+        daily_null_kinds: bool = False,
+        satellite_endpoints: int = 0,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
         self.application_token = application_token
         self.max_per_page = max(1, min(MAX_PER_PAGE, max_per_page))
         self.step = timedelta(minutes=step_minutes)
         self.token_lifetime_seconds = token_lifetime_seconds
+        self.last_hour_minutes = max(1, last_hour_minutes)
+        self.growing_newest_minute = growing_newest_minute
+        self.out_of_order_updates = out_of_order_updates
+        self.monthly_quota = monthly_quota
+        self.daily_volumes_as_numbers = daily_volumes_as_numbers
+        self.daily_null_kinds = daily_null_kinds
         self.clock = (parse_iso(now) if now else utc_now()).replace(microsecond=0)
         self.steps_taken = 0
         self.issued_tokens: Dict[str, float] = {}  # auth token -> monotonic issue time
         self._token_ids = itertools.count(1)
         count = endpoints if endpoints is not None else 20 * self.scale
-        self.endpoints = sorted((self._endpoint(index) for index in range(count)), key=lambda endpoint: endpoint["id"])
-        self.traits = {endpoint["id"]: self._traits(index) for index, endpoint in enumerate(self.endpoints)}
+        generated = [self._endpoint(index) for index in range(count)]
+        self.traits = {endpoint["id"]: self._traits(index) for index, endpoint in enumerate(generated)}
+        self.created = {endpoint["id"]: self._created(index) for index, endpoint in enumerate(generated)}
+        self.endpoints = sorted(generated, key=lambda endpoint: endpoint["id"])  # what the listing shows now
         self.deleted = self._pick_deleted(deleted_endpoints)
-        self.usage: Dict[Tuple[int, int, datetime], MonthlyUsage] = {}
+        self.removed_during_listing: List[dict] = []
+        self.pending_listing_deletions = max(0, deletions_during_listing)
+        self._first_page_ids: Optional[List[int]] = None
+        self.satellite = self._pick_satellite(satellite_endpoints)
+        # The data model: per (endpoint, kind) received and transmitted millionths per day since `day0`.
+        self.day0 = min(self.clock.date() - timedelta(days=daily_history_days), _previous_month_start(self.clock).date())
+        self.daily: Dict[Tuple[int, str], Tuple[array, array]] = {}
+        self.row_updated: Dict[Tuple[int, int, datetime], datetime] = {}
         self._seed_usage()
+        self.minute_observations: Counter = Counter()
+        self.monthly_calls: Counter = Counter()
+        self.limited_by: Counter = Counter()
         self.list_bucket = TokenBucket(rate=10, capacity=5)
         self.stats_bucket = TokenBucket(rate=100, capacity=50)
-        self.auth_bucket = TokenBucket(rate=100 / 300, capacity=100)
+        self.ip_window = RollingWindow(ip_limit, ip_window_seconds)
+        self.auth_window = RollingWindow(auth_limit, auth_window_seconds)
 
     # ----- data --------------------------------------------------------------------------------------
 
     def _endpoint(self, index: int) -> dict:
         endpoint_id = 100000 + stable_int(self.seed, "endpoint", index, modulo=900000)
-        created = self.clock - timedelta(days=40 + stable_int(self.seed, "created", index, modulo=400))
+        created = self._created(index)
         updated = created + timedelta(hours=stable_int(self.seed, "updated", index, modulo=24 * 30))
         return {
             "id": endpoint_id,
@@ -149,6 +267,9 @@ class EmnifyApp(VendorApp):
             "imei_lock": index % 5 == 0,
         }
 
+    def _created(self, index: int) -> datetime:
+        return self.clock - timedelta(days=40 + stable_int(self.seed, "created", index, modulo=400))
+
     @staticmethod
     def _traits(index: int) -> Dict[str, bool]:
         """Which traffic an endpoint has: some never send SMS, some are new this month, some are idle."""
@@ -161,8 +282,17 @@ class EmnifyApp(VendorApp):
         spacing = len(self.endpoints) // count
         return {self.endpoints[len(self.endpoints) - 1 - position * spacing]["id"] for position in range(count)}
 
+    def _pick_satellite(self, count: int) -> Set[int]:
+        ids = sorted(self.traits, key=lambda endpoint_id: stable_int(self.seed, "satellite", endpoint_id))
+        return set(ids[: max(0, count)])
+
     def _types_of(self, endpoint_id: int) -> List[int]:
         return [DATA, SMS] if self.traits[endpoint_id]["sms"] else [DATA]
+
+    def _kinds_of(self, endpoint_id: int) -> List[str]:
+        """The kinds of traffic an endpoint uses."""
+        kinds = ["data", "sms"] if self.traits[endpoint_id]["sms"] else ["data"]
+        return kinds + list(SATELLITE_KINDS) if endpoint_id in self.satellite else kinds
 
     def _row_id(self, endpoint_id: int, traffic_type: int, month: datetime) -> int:
         return 1000 + stable_int(self.seed, "row", endpoint_id, traffic_type, month.isoformat(), modulo=10**8)
@@ -171,29 +301,92 @@ class EmnifyApp(VendorApp):
         value = stable_int(self.seed, *parts, modulo=ceiling_units * MICRO)
         return value - value % MICRO + MICRO if traffic_type == SMS else value + 1
 
+    def _index(self, day: date) -> int:
+        return (day - self.day0).days
+
+    def _first_day(self, endpoint_id: int) -> date:
+        return max(self.day0, self.created[endpoint_id].date())
+
     def _seed_usage(self) -> None:
+        """Daily traffic from `day0` to today; the monthly rows' `last_updated` for last and this month."""
         current, previous = _month_start(self.clock), _previous_month_start(self.clock)
-        for endpoint in self.endpoints:
-            endpoint_id, traits = endpoint["id"], self.traits[endpoint["id"]]
-            for traffic_type in self._types_of(endpoint_id):
-                ceiling = 400 if traffic_type == DATA else 60
+        current_day, previous_day = current.date(), previous.date()
+        length = self._index(self.clock.date()) + 1
+        for endpoint_id, traits in self.traits.items():
+            updated: Dict[Tuple[str, datetime], datetime] = {}
+            for kind, traffic_type in SNAPSHOT_KINDS:
+                if traffic_type not in self._types_of(endpoint_id):
+                    continue
                 if traits["last_month"]:
                     hours_before_end = 1 + stable_int(self.seed, "closed", endpoint_id, traffic_type, modulo=72)
-                    self.usage[(endpoint_id, traffic_type, previous)] = MonthlyUsage(
-                        self._row_id(endpoint_id, traffic_type, previous),
-                        self._volume("last rx", endpoint_id, traffic_type, traffic_type=traffic_type, ceiling_units=ceiling),
-                        self._volume("last tx", endpoint_id, traffic_type, traffic_type=traffic_type, ceiling_units=ceiling // 4),
-                        current - timedelta(hours=hours_before_end),
-                    )
+                    updated[(kind, previous)] = current - timedelta(hours=hours_before_end)
                 if traits["current_month"]:
                     elapsed = (self.clock - current).total_seconds()
                     fraction = (50 + stable_int(self.seed, "updated", endpoint_id, traffic_type, modulo=900)) / 1000
-                    self.usage[(endpoint_id, traffic_type, current)] = MonthlyUsage(
-                        self._row_id(endpoint_id, traffic_type, current),
-                        self._volume("rx", endpoint_id, traffic_type, traffic_type=traffic_type, ceiling_units=ceiling // 2),
-                        self._volume("tx", endpoint_id, traffic_type, traffic_type=traffic_type, ceiling_units=ceiling // 8),
-                        current + timedelta(seconds=int(elapsed * fraction)),
-                    )
+                    updated[(kind, current)] = current + timedelta(seconds=int(elapsed * fraction))
+            for (kind, month), moment in updated.items():
+                self.row_updated[(endpoint_id, DATA if kind == "data" else SMS, month)] = moment
+            first_day = self._first_day(endpoint_id)
+            for kind in self._kinds_of(endpoint_id):
+                rx, tx = array("q", bytes(8 * length)), array("q", bytes(8 * length))
+                rng = random.Random(stable_int(self.seed, "daily", endpoint_id, kind))
+                snapshot_kind = kind in ("data", "sms")
+                last_updated = {month: updated.get((kind, month)) for month in (current, previous)}
+                for index in range(length):
+                    active, day_rx, day_tx = rng.random() < 0.6, *self._daily_draw(rng, kind)
+                    day = self.day0 + timedelta(days=index)
+                    if day < first_day:
+                        continue
+                    if snapshot_kind and day >= previous_day:
+                        last = last_updated[current if day >= current_day else previous]
+                        if last is None or day > last.date():
+                            continue  # no traffic in that month, or none after its row was last updated
+                        if day == last.date():
+                            active = True
+                            day_rx = day_rx or MICRO
+                    if active:
+                        rx[index], tx[index] = day_rx, day_tx
+                self.daily[(endpoint_id, kind)] = (rx, tx)
+
+    @staticmethod
+    def _daily_draw(rng: random.Random, kind: str) -> Tuple[int, int]:
+        """One day's received and transmitted millionths of `kind`."""
+        if kind == "data":
+            return 1 + int(rng.random() * 20 * MICRO), 1 + int(rng.random() * 5 * MICRO)
+        if kind == "sat_geo_data":
+            return 1 + int(rng.random() * MICRO // 2), 1 + int(rng.random() * MICRO // 5)
+        top = 4 if kind == "sms" else 2
+        return int(rng.random() * top) * MICRO, int(rng.random() * top) * MICRO
+
+    def _ensure_days(self) -> None:
+        """Room in every day series for the clock's day."""
+        length = self._index(self.clock.date()) + 1
+        for rx, tx in self.daily.values():
+            if len(rx) < length:
+                rx.extend([0] * (length - len(rx)))
+                tx.extend([0] * (length - len(tx)))
+
+    def _on_day(self, endpoint_id: int, kind: str, day: date) -> Tuple[int, int]:
+        """(received, transmitted) millionths of `kind` on `day`."""
+        series = self.daily.get((endpoint_id, kind))
+        index = self._index(day)
+        if series is None or index < 0 or index >= len(series[0]):
+            return 0, 0
+        return series[0][index], series[1][index]
+
+    def _month_totals(self, endpoint_id: int, kind: str, month: datetime) -> Tuple[int, int]:
+        """(received, transmitted) millionths of `kind` in the month starting at `month`, summed over its days."""
+        series = self.daily.get((endpoint_id, kind))
+        if series is None:
+            return 0, 0
+        first = max(0, self._index(month.date()))
+        last = min(len(series[0]), self._index(_add_months(month.date(), 1)))
+        return sum(series[0][first:last]), sum(series[1][first:last])
+
+    def _grow(self, endpoint_id: int, kind: str, day: date, rx: int, tx: int) -> None:
+        series = self.daily[(endpoint_id, kind)]
+        series[0][self._index(day)] += rx
+        series[1][self._index(day)] += tx
 
     def advance(self, steps: int = 1) -> None:
         """Move the clock `step_minutes` per step; a third of the endpoints use traffic in each step."""
@@ -201,144 +394,230 @@ class EmnifyApp(VendorApp):
             for _ in range(steps):
                 self.steps_taken += 1
                 self.clock += self.step
+                self._ensure_days()
                 month = _month_start(self.clock)
-                for endpoint in self.endpoints:
-                    endpoint_id = endpoint["id"]
+                for endpoint_id in sorted(self.traits):
                     if endpoint_id in self.deleted or stable_int(self.seed, "grows", endpoint_id, self.steps_taken, modulo=3):
                         continue
+                    growth = {kind: self._growth(endpoint_id, kind) for kind in self._kinds_of(endpoint_id)}
+                    if self.out_of_order_updates and self._late_update(endpoint_id, month, growth):
+                        continue
+                    for kind, (rx, tx) in growth.items():
+                        self._grow(endpoint_id, kind, self.clock.date(), rx, tx)
                     for traffic_type in self._types_of(endpoint_id):
-                        key = (endpoint_id, traffic_type, month)
-                        row = self.usage.get(key) or MonthlyUsage(self._row_id(endpoint_id, traffic_type, month), 0, 0, self.clock)
-                        ceiling = 5 if traffic_type == DATA else 3
-                        row.rx += self._volume("grow rx", endpoint_id, traffic_type, self.steps_taken, traffic_type=traffic_type, ceiling_units=ceiling)
-                        row.tx += self._volume("grow tx", endpoint_id, traffic_type, self.steps_taken, traffic_type=traffic_type, ceiling_units=ceiling)
-                        row.last_updated = self.clock
-                        self.usage[key] = row
+                        self.row_updated[(endpoint_id, traffic_type, month)] = self.clock
 
-    def _monthly_entry(self, endpoint_id: int, traffic_type: int, month: datetime) -> Optional[dict]:
-        row = self.usage.get((endpoint_id, traffic_type, month))
-        if row is None:
-            return None
-        total = row.rx + row.tx
+    def _growth(self, endpoint_id: int, kind: str) -> Tuple[int, int]:
+        """(received, transmitted) millionths of `kind` an endpoint uses in the current step."""
+        code = SMS if kind in COUNTED else DATA
+        label: Any = code if kind in ("data", "sms") else kind
+        ceiling = {"data": 5, "sms": 3}.get(kind, 1)
+        return (
+            self._volume("grow rx", endpoint_id, label, self.steps_taken, traffic_type=code, ceiling_units=ceiling),
+            self._volume("grow tx", endpoint_id, label, self.steps_taken, traffic_type=code, ceiling_units=ceiling),
+        )
+
+    def _late_update(self, endpoint_id: int, month: datetime, growth: Dict[str, Tuple[int, int]]) -> bool:
+        """Maybe book late traffic on the row updated less recently, stamped before the other row's update."""
+        if stable_int(self.seed, "late", endpoint_id, self.steps_taken, modulo=2):
+            return False
+        data, sms = self.row_updated.get((endpoint_id, DATA, month)), self.row_updated.get((endpoint_id, SMS, month))
+        if data is None or sms is None or abs((data - sms).total_seconds()) < 2:
+            return False
+        kind, traffic_type, older, newer = ("data", DATA, data, sms) if data < sms else ("sms", SMS, sms, data)
+        moment = older + timedelta(seconds=int((newer - older).total_seconds() // 2))
+        rx, tx = growth[kind]
+        self._grow(endpoint_id, kind, moment.date(), rx, tx)
+        self.row_updated[(endpoint_id, traffic_type, month)] = moment
+        return True
+
+    def _row_exists(self, endpoint_id: int, traffic_type: int, month: datetime) -> bool:
         kind = "data" if traffic_type == DATA else "sms"
-        return {
-            "endpoint_id": endpoint_id,
-            "month": _stamp(month),
-            "volume": _decimal(total),
-            "volume_tx": _decimal(row.tx),
-            "volume_rx": _decimal(row.rx),
-            "traffic_type_id": traffic_type,
-            "last_updated": _stamp(row.last_updated),
-            "cost": round(total / MICRO * PRICE_PER_UNIT[traffic_type], 8),
-            "currency_id": CURRENCY["id"],
-            "id": row.row_id,
-            "traffic_type": dict(TRAFFIC_TYPES[kind]),
-            "currency": dict(CURRENCY),
-        }
+        return (endpoint_id, traffic_type, month) in self.row_updated and sum(self._month_totals(endpoint_id, kind, month)) > 0
 
-    def _periods(self, endpoint_id: int) -> Iterator[Tuple[str, Dict[str, dict]]]:
-        """`last_month` and `current_month`, each only with the traffic types that had traffic."""
-        for period, month in (("last_month", _previous_month_start(self.clock)), ("current_month", _month_start(self.clock))):
-            entries = {}
-            for kind, traffic_type in (("data", DATA), ("sms", SMS)):
-                entry = self._monthly_entry(endpoint_id, traffic_type, month)
-                if entry is not None:
-                    entries[kind] = entry
-            if entries:
-                yield period, entries
-
-    def _minutes(self) -> List[datetime]:
-        """The 60 complete minutes before the clock's minute, oldest first."""
+    def _window_minutes(self) -> List[datetime]:
+        """The minutes `last_hour` lists, oldest first: the complete ones before the clock's minute, and with
+        `growing_newest_minute` the clock's minute, still in progress, last."""
         current = self.clock.replace(second=0)
-        return [current - timedelta(minutes=MINUTES_PER_HOUR - offset) for offset in range(MINUTES_PER_HOUR)]
+        newest = current if self.growing_newest_minute else current - timedelta(minutes=1)
+        return [newest - timedelta(minutes=self.last_hour_minutes - 1 - offset) for offset in range(self.last_hour_minutes)]
 
-    def _per_minute(self, endpoint_id: int, kind: str, direction: str, minute: datetime) -> Any:
+    def _complete_minutes(self) -> List[datetime]:
+        current = self.clock.replace(second=0)
+        return [minute for minute in self._window_minutes() if minute < current]
+
+    def _minute_amount(self, endpoint_id: int, kind: str, direction: str, minute: datetime) -> int:
+        """What a minute finally holds: messages for SMS, millionths of a MB for data."""
         stamp = int(minute.timestamp())
         if stable_int(self.seed, "active", endpoint_id, kind, direction, stamp, modulo=3):
             return 0
         if kind == "sms":
             return 1 + stable_int(self.seed, "sms", endpoint_id, direction, stamp, modulo=3)
-        return (1 + stable_int(self.seed, "mb", endpoint_id, direction, stamp, modulo=2 * MICRO)) / MICRO
+        return 1 + stable_int(self.seed, "mb", endpoint_id, direction, stamp, modulo=2 * MICRO)
 
-    def _last_hour(self, endpoint_id: int) -> dict:
-        minutes = self._minutes()
-        return {
-            kind: {
-                direction: [[minute.strftime("%H:%M"), self._per_minute(endpoint_id, kind, direction, minute)] for minute in minutes]
-                for direction in ("rx", "tx")
-            }
-            for kind in ("data", "sms")
-        }
+    @staticmethod
+    def _minute_value(kind: str, amount: int) -> Any:
+        return amount if kind == "sms" else amount / MICRO
 
-    # ----- what a test expects -----------------------------------------------------------------------
+    # ----- what a test expects (from the data model, never from what is served) -------------------------
 
-    def expected(self, stream: str, **options: Any) -> List[dict]:
-        live = [endpoint["id"] for endpoint in self.endpoints if endpoint["id"] not in self.deleted]
+    def expected(self, stream: str, start_date: Optional[str] = None, **options: Any) -> List[dict]:
         with self.lock:
+            live = sorted(endpoint_id for endpoint_id in self.traits if endpoint_id not in self.deleted)
             if stream == "emnify_endpoints":
-                return [dict(endpoint) for endpoint in self.endpoints]
+                listed = self.endpoints + self.removed_during_listing
+                return [copy.deepcopy(endpoint) for endpoint in sorted(listed, key=lambda endpoint: endpoint["id"])]
             if stream == "emnify_endpoint_usage_monthly":
-                return [
-                    record
-                    for endpoint_id in live
-                    for period, entries in self._periods(endpoint_id)
-                    for record in (self._monthly_record(entry, period) for entry in entries.values())
-                ]
+                return [record for endpoint_id in live for record in self._expected_monthly(endpoint_id)]
             if stream == "emnify_endpoint_usage_last_hour":
-                minutes = self._minutes()
+                minutes = self._complete_minutes()
                 return [
                     {
                         "endpoint_id": endpoint_id,
                         "traffic_type": kind,
                         "minute": iso(minute),
-                        "rx": self._per_minute(endpoint_id, kind, "rx", minute),
-                        "tx": self._per_minute(endpoint_id, kind, "tx", minute),
+                        "rx": self._minute_value(kind, self._minute_amount(endpoint_id, kind, "rx", minute)),
+                        "tx": self._minute_value(kind, self._minute_amount(endpoint_id, kind, "tx", minute)),
                     }
                     for endpoint_id in live
                     for kind in ("data", "sms")
                     for minute in minutes
                 ]
+            if stream == "emnify_endpoint_usage_daily":
+                first = parse_iso(start_date).date() if start_date else self.clock.date() - timedelta(days=30)
+                return [record for endpoint_id in live for record in self._expected_daily(endpoint_id, first)]
         raise KeyError(stream)
 
-    @staticmethod
-    def _monthly_record(entry: dict, period: str) -> dict:
-        volumes = {field: float(entry[field]) for field in ("volume", "volume_tx", "volume_rx")}
-        return {**entry, **volumes, "period": period}
+    def _expected_monthly(self, endpoint_id: int) -> List[dict]:
+        records = []
+        for period, month in (("last_month", _previous_month_start(self.clock)), ("current_month", _month_start(self.clock))):
+            for kind, traffic_type in SNAPSHOT_KINDS:
+                if (endpoint_id, traffic_type, month) not in self.row_updated:
+                    continue
+                rx, tx = self._month_totals(endpoint_id, kind, month)
+                if rx + tx == 0:
+                    continue
+                records.append(
+                    {
+                        "endpoint_id": endpoint_id,
+                        "month": _stamp(month),
+                        "volume": (rx + tx) / MICRO,
+                        "volume_tx": tx / MICRO,
+                        "volume_rx": rx / MICRO,
+                        "traffic_type_id": traffic_type,
+                        "last_updated": _stamp(self.row_updated[(endpoint_id, traffic_type, month)]),
+                        "cost": _cost(kind, rx + tx),
+                        "currency_id": CURRENCY["id"],
+                        "id": self._row_id(endpoint_id, traffic_type, month),
+                        "traffic_type": dict(TRAFFIC_TYPES[kind]),
+                        "currency": dict(CURRENCY),
+                        "period": period,
+                    }
+                )
+        return records
+
+    def _expected_daily(self, endpoint_id: int, first: date) -> List[dict]:
+        records = []
+        for day in _days(max(first, self._first_day(endpoint_id)), self.clock.date()):
+            amounts = {kind: self._on_day(endpoint_id, kind, day) for kind in KINDS}
+            if not any(rx + tx for rx, tx in amounts.values()):
+                continue  # the API lists only days with traffic
+            for kind in self._reported_kinds(endpoint_id, day, amounts):
+                rx, tx = amounts[kind]
+                records.append(
+                    {
+                        "endpoint_id": endpoint_id,
+                        "date": day.isoformat(),
+                        "traffic_kind": kind,
+                        "volume": (rx + tx) / MICRO,
+                        "volume_tx": tx / MICRO,
+                        "volume_rx": rx / MICRO,
+                        "unit": UNITS[kind],
+                        "cost": _cost(kind, rx + tx),
+                        "currency": CURRENCY["code"] if kind in ("data", "sms") else None,
+                    }
+                )
+        return records
+
+    def _reported_kinds(self, endpoint_id: int, day: date, amounts: Dict[str, Tuple[int, int]]) -> List[str]:
+        """The kinds a listed day reports as objects (the rest are null, or `{}` with `daily_null_kinds`)."""
+        kinds = ["data", "sms"] + (list(SATELLITE_KINDS) if endpoint_id in self.satellite else [])
+        if self.daily_null_kinds:
+            kinds = [kind for kind in kinds if sum(amounts[kind]) > 0]
+        return kinds
 
     def connector_config(self, base_url: str) -> Dict[str, Any]:
         return {"application_token": self.application_token, "base_url": base_url}
 
+    def stats(self) -> Dict[str, Any]:
+        stats = super().stats()
+        with self.lock:
+            stats["monthly_calls"] = self.monthly_calls[self.clock.strftime("%Y-%m")]
+            stats["rate_limited_by"] = {name: self.limited_by[name] for name in ("ip", "authentication", "path", "monthly_quota")}
+        return stats
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        with self.lock:
+            self.limited_by.clear()
+
     # ----- serving -----------------------------------------------------------------------------------
 
     def rate_limited(self, request: Request) -> Response:
-        return _error(429, 1105, "TooManyRequests", "Too many requests, please try again later")
+        return _error(429, 1105, "TooManyRequests", TOO_MANY_REQUESTS)
 
     def handle(self, request: Request) -> Response:
+        if self.rate_limits and self.ip_window.take(request.client_ip) is not None:
+            return self._refused("ip")
         parts = request.path.strip("/").split("/")
         if parts == ["authenticate"]:
             if request.method != "POST":
                 return _error(405, 1000, "MethodNotAllowed", "Method not allowed")
+            if self.rate_limits and self.auth_window.take(request.client_ip) is not None:
+                return self._refused("authentication")
             return self._authenticate(request)
         refused = self._check_token(request)
         if refused is not None:
             return refused
+        over_quota = self._count_call()
+        if over_quota is not None:
+            return over_quota
         if request.method != "GET":
             return _error(405, 1000, "MethodNotAllowed", "Method not allowed")
         if parts == ["endpoint"]:
             return self._limited(self.list_bucket) or self._endpoint_page(request)
         if len(parts) == 3 and parts[0] == "endpoint" and parts[2] == "stats":
             return self._limited(self.stats_bucket) or self._stats(parts[1])
+        if len(parts) == 4 and parts[0] == "endpoint" and parts[2:] == ["stats", "daily"]:
+            return self._limited(self.stats_bucket) or self._daily(request, parts[1])
         return _error(404, 1201, "NotFound", "Resource not found")
+
+    def _refused(self, limiter: str) -> Response:
+        with self.lock:
+            self.limited_by[limiter] += 1
+        return self.rate_limited(None)  # type: ignore[arg-type]
 
     def _limited(self, bucket: TokenBucket) -> Optional[Response]:
         if self.rate_limits and bucket.take() is not None:
-            return self.rate_limited(None)  # type: ignore[arg-type]
+            return self._refused("path")
         return None
 
+    def _count_call(self) -> Optional[Response]:
+        """Count one call of the organisation this month; 429 once the monthly quota is used up."""
+        with self.lock:
+            month = self.clock.strftime("%Y-%m")
+            if self.monthly_quota is not None and self.monthly_calls[month] >= self.monthly_quota:
+                self.limited_by["monthly_quota"] += 1
+                resets = _add_months(_month_start(self.clock).date(), 1)
+                message = (
+                    f"Monthly request quota exceeded: the organisation has made its {self.monthly_quota} API requests "
+                    f"allowed this month; the quota resets on {resets.isoformat()}"
+                )
+                return _error(429, 1105, "TooManyRequests", message)
+            self.monthly_calls[month] += 1
+            return None
+
     def _authenticate(self, request: Request) -> Response:
-        limited = self._limited(self.auth_bucket)
-        if limited is not None:
-            return limited
         try:
             body = request.json()
         except ValueError:
@@ -351,6 +630,9 @@ class EmnifyApp(VendorApp):
             )
         if body.get("application_token") != self.application_token:
             return _error(401, 1101, "InvalidCredentials", "Invalid application token")
+        over_quota = self._count_call()
+        if over_quota is not None:
+            return over_quota
         issued = int(time.time())
         claims = {
             "iss": "emnify-emulator",
@@ -391,10 +673,16 @@ class EmnifyApp(VendorApp):
         if per_page < 1:
             per_page = self.max_per_page
         per_page = min(per_page, self.max_per_page)
-        total = len(self.endpoints)
-        total_pages = math.ceil(total / per_page)
-        page = min(max(page, 1), max(total_pages, 1))  # past the end: the last page again
-        items = self.endpoints[(page - 1) * per_page : page * per_page]
+        with self.lock:
+            if page >= 2:
+                self._delete_during_listing()
+            listed = list(self.endpoints)
+            total = len(listed)
+            total_pages = math.ceil(total / per_page)
+            page = min(max(page, 1), max(total_pages, 1))  # past the end: the last page again
+            items = listed[(page - 1) * per_page : page * per_page]
+            if page == 1 and self._first_page_ids is None:
+                self._first_page_ids = [item["id"] for item in items]
         links = [f'<{request.url(page=1, per_page=per_page)}>; rel="first"']
         if page > 1:
             links.append(f'<{request.url(page=page - 1, per_page=per_page)}>; rel="prev"')
@@ -410,12 +698,133 @@ class EmnifyApp(VendorApp):
         ]
         return json_response(items, headers=headers)
 
-    def _stats(self, raw_id: str) -> Response:
+    def _delete_during_listing(self) -> None:
+        """Once the first page has been served, delete endpoints it showed, before a later page is served."""
+        if not self.pending_listing_deletions or not self._first_page_ids:
+            return
+        middle = len(self._first_page_ids) // 2
+        victims = set(self._first_page_ids[middle : middle + self.pending_listing_deletions])
+        self.pending_listing_deletions = 0
+        self.removed_during_listing += [endpoint for endpoint in self.endpoints if endpoint["id"] in victims]
+        self.endpoints = [endpoint for endpoint in self.endpoints if endpoint["id"] not in victims]
+        self.deleted |= victims
+
+    def _live_endpoint(self, raw_id: str) -> Optional[int]:
         endpoint_id = int(raw_id) if raw_id.isdigit() else None
         if endpoint_id is None or endpoint_id not in self.traits or endpoint_id in self.deleted:
-            return _error(404, 1201, "NotFound", f"Endpoint with id {raw_id} not found")
+            return None
+        return endpoint_id
+
+    def _stats(self, raw_id: str) -> Response:
         with self.lock:
-            body: Dict[str, Any] = dict(self._periods(endpoint_id))
+            endpoint_id = self._live_endpoint(raw_id)
+            if endpoint_id is None:
+                return _error(404, 1201, "NotFound", f"Endpoint with id {raw_id} not found")
+            body: Dict[str, Any] = {}
+            for period, month in (("last_month", _previous_month_start(self.clock)), ("current_month", _month_start(self.clock))):
+                entries = {}
+                for kind, traffic_type in SNAPSHOT_KINDS:
+                    if self._row_exists(endpoint_id, traffic_type, month):
+                        entries[kind] = self._monthly_entry(endpoint_id, kind, traffic_type, month)
+                if entries:
+                    body[period] = entries
             body["last_hour"] = self._last_hour(endpoint_id)
-            date = formatdate(self.clock.timestamp(), usegmt=True)
-        return json_response(body, headers=[("Date", date)])
+            date_header = formatdate(self.clock.timestamp(), usegmt=True)
+        return json_response(body, headers=[("Date", date_header)])
+
+    def _monthly_entry(self, endpoint_id: int, kind: str, traffic_type: int, month: datetime) -> dict:
+        rx, tx = self._month_totals(endpoint_id, kind, month)
+        return {
+            "endpoint_id": endpoint_id,
+            "month": _stamp(month),
+            "volume": _decimal(rx + tx),
+            "volume_tx": _decimal(tx),
+            "volume_rx": _decimal(rx),
+            "traffic_type_id": traffic_type,
+            "last_updated": _stamp(self.row_updated[(endpoint_id, traffic_type, month)]),
+            "cost": _cost(kind, rx + tx),
+            "currency_id": CURRENCY["id"],
+            "id": self._row_id(endpoint_id, traffic_type, month),
+            "traffic_type": dict(TRAFFIC_TYPES[kind]),
+            "currency": dict(CURRENCY),
+        }
+
+    def _last_hour(self, endpoint_id: int) -> dict:
+        current = self.clock.replace(second=0)
+        minutes = self._window_minutes()
+        if self.growing_newest_minute:
+            self.minute_observations[(endpoint_id, current)] += 1
+        seen = self.minute_observations[(endpoint_id, current)]
+
+        def shown(kind: str, direction: str, minute: datetime) -> Any:
+            amount = self._minute_amount(endpoint_id, kind, direction, minute)
+            if minute >= current:  # still accumulating: the n-th look shows n/(n+1) of it
+                amount = amount * seen // (seen + 1)
+            return self._minute_value(kind, amount)
+
+        return {
+            kind: {direction: [[minute.strftime("%H:%M"), shown(kind, direction, minute)] for minute in minutes] for direction in ("rx", "tx")}
+            for kind in ("data", "sms")
+        }
+
+    def _daily(self, request: Request, raw_id: str) -> Response:
+        with self.lock:
+            endpoint_id = self._live_endpoint(raw_id)
+            if endpoint_id is None:
+                return _error(404, 1201, "NotFound", f"Endpoint with id {raw_id} not found")
+            today = self.clock.date()
+            date_header = formatdate(self.clock.timestamp(), usegmt=True)
+        dates: Dict[str, date] = {}
+        for name in ("start_date", "end_date"):
+            raw = request.param(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                dates[name] = date.fromisoformat(raw)
+                if len(raw) != 10:
+                    raise ValueError(raw)
+            except ValueError:
+                nested = {"error_code": 1403, "error_token": "InvalidFormat", "message": f"Statistics - {name} has invalid format: Expecting YYYY-MM-DD"}
+                return _error(422, 1400, "InputValidationFailed", "Input validation failed", errors=[nested])
+        start, end = dates.get("start_date"), dates.get("end_date")
+        if start and end:
+            if start > end or end >= _add_months(start, DAILY_MAX_MONTHS):
+                message = (
+                    f"Search criteria start_date={start.isoformat()}, end_date={end.isoformat()} is invalid: "
+                    f"the start must not be after the end, and the range must not exceed {DAILY_MAX_MONTHS} months"
+                )
+                return _error(422, 1301, "InvalidQueryCriteria", message)
+            first, last = start, end
+        elif start:
+            first, last = start, _add_months(start, DAILY_MAX_MONTHS) - timedelta(days=1)
+        elif end:
+            first, last = end.replace(day=1), end
+        else:
+            first, last = today.replace(day=1), today
+        with self.lock:
+            entries = [self._daily_entry(endpoint_id, day) for day in _days(max(first, self._first_day(endpoint_id)), min(last, today))]
+        return json_response([entry for entry in entries if entry is not None], headers=[("Date", date_header)])
+
+    def _daily_entry(self, endpoint_id: int, day: date) -> Optional[dict]:
+        amounts = {kind: self._on_day(endpoint_id, kind, day) for kind in KINDS}
+        if not any(rx + tx for rx, tx in amounts.values()):
+            return None
+        entry: Dict[str, Any] = {"date": day.isoformat()}
+        reported = self._reported_kinds(endpoint_id, day, amounts)
+        for kind in KINDS:
+            if kind not in reported:
+                shown_as_null = endpoint_id not in self.satellite and kind in SATELLITE_KINDS
+                if self.daily_null_kinds and not shown_as_null and stable_int(self.seed, "empty", endpoint_id, day.isoformat(), kind, modulo=2):
+                    entry[kind] = {}
+                else:
+                    entry[kind] = None
+                continue
+            rx, tx = amounts[kind]
+            volumes = (rx + tx, tx, rx)
+            shown = [value / MICRO for value in volumes] if self.daily_volumes_as_numbers else [_decimal(value) for value in volumes]
+            item: Dict[str, Any] = {"volume": shown[0], "volume_tx": shown[1], "volume_rx": shown[2], "cost": _cost(kind, rx + tx)}
+            if kind in TRAFFIC_TYPES:
+                item["currency"] = dict(CURRENCY)
+                item["traffic_type"] = dict(TRAFFIC_TYPES[kind])
+            entry[kind] = item
+        return entry

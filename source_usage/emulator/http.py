@@ -6,8 +6,9 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlencode
 
 
@@ -18,7 +19,17 @@ class Request:
     query: Dict[str, List[str]]
     headers: Mapping[str, str]  # lower-case names
     body: bytes
-    base_url: str  # scheme://host:port + the vendor's prefix, for absolute links
+    base_url: str  # scheme://host:port + the prefix it was served under, for absolute links
+    client_ip: str = "127.0.0.1"  # the source address, for per-IP limits
+    prefix: str = ""  # the prefix it was served under (a vendor may answer under several, e.g. Meraki's shards)
+    raw_query: str = ""  # the query string exactly as sent
+
+    @property
+    def origin(self) -> str:
+        """scheme://host:port of the server the request reached."""
+        if self.prefix and self.base_url.endswith(self.prefix):
+            return self.base_url[: len(self.base_url) - len(self.prefix)]
+        return self.base_url
 
     def param(self, name: str, default: Optional[str] = None) -> Optional[str]:
         values = self.query.get(name)
@@ -109,3 +120,25 @@ class FixedWindow:
         with self._lock:
             now = time.time()
             self._start, self._used = now - self.period + seconds, self.limit
+
+
+class RollingWindow:
+    """At most `limit` requests per key in any `period` seconds (a moving window); refusals are not counted."""
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self._hits: Dict[str, Deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str = "") -> Optional[float]:
+        """Count one request of `key`; None if granted, else the seconds until the window admits one again."""
+        with self._lock:
+            now = time.monotonic()
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.period:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return hits[0] + self.period - now if hits else self.period
+            hits.append(now)
+            return None

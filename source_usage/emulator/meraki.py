@@ -4,26 +4,92 @@ Serves `GET /organizations`, `/organizations/{id}/networks`, `/networks/{id}/cli
 `/networks/{id}/clients/usageHistories` and `/organizations/{id}/licenses` with the real contract:
 Bearer or `X-Cisco-Meraki-API-Key` auth; RFC 5988 `Link` pagination (`perPage`, `startingAfter`,
 `endingBefore`, absolute first/prev/next/last links) within each endpoint's `perPage` range; the 31-day
-lookback of `t0` and the 31-day span of `t0`..`t1`; `{"errors": [...]}` bodies; 10 requests/s per
-organization (a token bucket with a burst of 10) and 100/s per source IP, answered with 429 and an
-integer `Retry-After`. The last organization (when there are several) uses co-termination licensing and
-answers the licenses endpoint with 400.
+lookback of `t0` and the 31-day span of `t0`..`t1`; `{"errors": [...]}` bodies. With `rate_limits`:
+10 requests/s per organization (a token bucket holding 10, refilled at 10/s: 20 requests in the first
+second, 30 in the first two, as developer.cisco.com/meraki/api-v1/rate-limit says) and `ip_limit`
+requests per `ip_window_seconds` per source IP (100 per second: a moving window, so 16 organizations read
+side by side, 160/s by their own budgets, run into it), answered with 429
+`{"errors": ["API rate limit exceeded for organization"]}` and an integer `Retry-After`. `stats()` adds
+`rate_limited_by: {"ip": n, "organization": n}`. The last organization (when there are several) uses
+co-termination licensing and answers the licenses endpoint with 400.
 
 Usage is daily, in kilobytes, for `days` days ending the day before yesterday; `advance()` reveals the
 following day (up to yesterday), so an incremental sync finds new points.
+
+Knobs (all off by default):
+
+* `shard_redirect_rate` (0.0): that share of organization- and network-scoped requests
+  (`/organizations/{id}/...`, `/networks/{id}/...`, never `GET /organizations`), chosen from the seed and
+  the request's path and query, is answered with a redirect (302, 307 or 308, also from the seed and the
+  path) to the same request on the organization's shard: `Location:
+  {scheme}://{host}:{port}/meraki/shard/n{NNN}/api/v1/<path>?<same query>` (the shard of the
+  organization's `url`), with the small HTML body the real front end sends. The shard path is served
+  exactly like the normal one (the API key is still required: 401 without it) and never redirects again;
+  the `Link` URLs of its pages point at the shard path, as the real shard host's do. The per-IP budget
+  counts the redirect too; the organization's budget only the request that is served.
+* `disabled_organizations` (0): that many organizations (never a co-term one) have API access disabled:
+  `GET /organizations` lists them with `"api": {"enabled": false}` and every call under them (their
+  networks, those networks' clients and usage, their licenses) answers 404 `{"errors": ["API access is
+  disabled for this organization. To make API requests for this organization you must first enable API
+  access."]}` (the wording reported in centreon/centreon-plugins#3588, 2022; meraki/dashboard-api-python#134
+  reported an older 404 "To make requests you must first enable API access via
+  https://nNNN.meraki.com/o/.../manage/organization/edit").
+* `forbidden_organizations` (0): organizations the key's admin only has network-scoped access to:
+  `/organizations/{id}/networks` and `/organizations/{id}/licenses` answer 403 `{"errors": ["You do not
+  have permission to access this organization"]}` (wording not documented by Meraki; the docs say only
+  "403 - Forbidden: You don't have permissions to do that"). Their networks, if asked for directly,
+  are served.
+* `license_error_organizations` (0): organizations whose licenses endpoint answers 400 `{"errors":
+  ["Invalid request: perPage must be between 3 and 1000"]}` whatever is asked: a real failure, not the
+  co-term refusal.
+* `deleted_networks` (0): that many networks of readable organizations are listed by
+  `/organizations/{id}/networks` but answer 404 `{"errors": ["Network not found"]}` (unverified wording)
+  on `/networks/{id}/clients` and `/usageHistories`, as a network deleted between listing and reading.
+* `ip_limit` (100) and `ip_window_seconds` (1.0): the per-source-IP budget.
+
+Organizations take these roles by their position (disabled first, then forbidden, then license-error;
+co-term ones are the last); there must be enough organizations for the roles asked for.
+
+`expected()` is computed from the generated organizations, networks, clients and daily amounts with
+Meraki's rules (31-day retention of client usage): every stream holds only what the enabled, readable
+organizations and the networks that still exist hold. Disabled and forbidden organizations contribute
+nothing (not even their `meraki_organizations` record), deleted networks nothing (not even their
+`meraki_networks` record), co-term and license-error organizations no licenses. `include_unreadable=True`
+adds back what the listings show anyway: the disabled and forbidden organizations' records and the
+deleted networks' records.
 """
 
 from __future__ import annotations
 
+import copy
+import re
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from source_usage.emulator.app import VendorApp
 from source_usage.emulator.data import DAY, iso, midnight, parse_iso, stable_hex, stable_int, utc_now
-from source_usage.emulator.http import Request, Response, TokenBucket, json_response, retry_after_seconds
+from source_usage.emulator.http import (
+    Request,
+    Response,
+    RollingWindow,
+    TokenBucket,
+    json_response,
+    retry_after_seconds,
+)
 
-LOOKBACK = timedelta(days=31)
+LOOKBACK = timedelta(days=31)  # client usage is kept for 31 days
 API_KEY = "5a1dbox0meraki0key0000000000000000000001"
+SHARD_PREFIX = re.compile(r"^/meraki/shard/(n[0-9]+)/api/v1(?=/|$)")
+REDIRECT_STATUSES = (302, 307, 308)
+API_DISABLED = (
+    "API access is disabled for this organization. "
+    "To make API requests for this organization you must first enable API access."
+)
+FORBIDDEN = "You do not have permission to access this organization"
+LICENSE_ERROR = "Invalid request: perPage must be between 3 and 1000"
+NETWORK_NOT_FOUND = "Network not found"
+ORG_RATE, ORG_BURST = 10, 10  # requests per second per organization, and the bucket they refill
 
 
 def _errors(status: int, *messages: str, headers: Optional[list] = None) -> Response:
@@ -55,9 +121,17 @@ class MerakiApp(VendorApp):
         coterm_organizations: Optional[int] = None,
         api_key: str = API_KEY,
         corrupt_usage: bool = False,
+        shard_redirect_rate: float = 0.0,
+        disabled_organizations: int = 0,
+        deleted_networks: int = 0,
+        license_error_organizations: int = 0,
+        forbidden_organizations: int = 0,
+        ip_limit: int = 100,
+        ip_window_seconds: float = 1.0,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
         self.api_key = api_key
+        self.shard_redirect_rate = shard_redirect_rate
         self.corrupt_usage = corrupt_usage  # one usage point says recv "n/a": a record that breaks the schema
         self.now = utc_now()
         total_days = days + hidden_days
@@ -69,6 +143,22 @@ class MerakiApp(VendorApp):
         licenses_per_organization = licenses_per_organization or 5 * self.scale
         if coterm_organizations is None:
             coterm_organizations = 1 if organizations > 1 else 0
+        roles = [("disabled", disabled_organizations), ("forbidden", forbidden_organizations), ("license_error", license_error_organizations)]
+        if sum(count for _, count in roles) > organizations - coterm_organizations:
+            raise ValueError(
+                f"{organizations} organizations ({coterm_organizations} co-term) cannot hold {disabled_organizations} disabled, "
+                f"{forbidden_organizations} forbidden and {license_error_organizations} license-error ones"
+            )
+        role_of: Dict[int, str] = {}
+        position = 0
+        for role, count in roles:
+            for _ in range(count):
+                role_of[position] = role
+                position += 1
+        self.disabled: set = set()
+        self.forbidden: set = set()
+        self.license_error: set = set()
+        self.shard_of: Dict[str, str] = {}
         self.organizations: List[dict] = []
         self.networks: Dict[str, List[dict]] = {}
         self.network_org: Dict[str, str] = {}
@@ -81,12 +171,16 @@ class MerakiApp(VendorApp):
             coterm = org_index >= organizations - coterm_organizations
             if coterm:
                 self.coterm.add(org_id)
+            role = role_of.get(org_index)
+            if role:
+                getattr(self, role).add(org_id)
+            self.shard_of[org_id] = f"n{100 + org_index}"
             self.organizations.append(
                 {
                     "id": org_id,
                     "name": f"Org {org_index + 1}",
-                    "url": f"https://n{100 + org_index}.meraki.com/o/{stable_hex(6, seed, org_id)}/manage/organization/overview",
-                    "api": {"enabled": True},
+                    "url": f"https://{self.shard_of[org_id]}.meraki.com/o/{stable_hex(6, seed, org_id)}/manage/organization/overview",
+                    "api": {"enabled": role != "disabled"},
                     "licensing": {"model": "co-term" if coterm else "per-device"},
                     "cloud": {"region": {"name": "North America", "host": {"name": "United States"}}},
                     "management": {"details": []},
@@ -116,8 +210,10 @@ class MerakiApp(VendorApp):
         self.organizations.sort(key=lambda org: org["id"])
         for networks in self.networks.values():
             networks.sort(key=lambda network: network["id"])
+        self.deleted_networks = self._pick_deleted_networks(deleted_networks)
         self.org_buckets: Dict[str, TokenBucket] = {}
-        self.ip_bucket = TokenBucket(rate=100, capacity=100)
+        self.ip_window = RollingWindow(ip_limit, ip_window_seconds)
+        self.limited_by: Counter = Counter()
 
     # ----- data --------------------------------------------------------------------------------------
 
@@ -176,12 +272,27 @@ class MerakiApp(VendorApp):
             "headLicenseId": None,
         }
 
-    def _usage_point(self, client_id: str, day: int) -> dict:
+    def _pick_deleted_networks(self, count: int) -> set:
+        """`count` networks of readable organizations, spread by the seed."""
+        if count <= 0:
+            return set()
+        candidates = [network["id"] for org_id in self._readable_organizations() for network in self.networks[org_id]]
+        if count > len(candidates):
+            raise ValueError(f"only {len(candidates)} networks of readable organizations can be deleted, not {count}")
+        return set(sorted(candidates, key=lambda network_id: stable_int(self.seed, "deleted-network", network_id))[:count])
+
+    def _readable_organizations(self) -> List[str]:
+        """Organizations whose networks the key can list: API access enabled, not merely network-scoped."""
+        return [org["id"] for org in self.organizations if org["id"] not in self.disabled and org["id"] not in self.forbidden]
+
+    def _amounts(self, client_id: str, day: int) -> Tuple[int, int]:
+        """(received, sent) kilobytes of a client on day `day`: the data model of the usage."""
         recv = stable_int(self.seed, "recv", client_id, day, modulo=900000) + 100
         sent = stable_int(self.seed, "sent", client_id, day, modulo=300000) + 10
-        return {"ts": iso(self.day_starts[day], fraction=True), "recv": recv, "sent": sent}
+        return recv, sent
 
     def _active_days(self, client_id: str) -> range:
+        """The revealed days on which the client was on the network."""
         first, last = self.client_days[client_id]
         return range(first, min(last, self.revealed_days - 1) + 1)
 
@@ -191,78 +302,111 @@ class MerakiApp(VendorApp):
             return None
         return min(self.now, self.day_starts[days[-1]] + DAY - timedelta(seconds=1))
 
-    def _clients_seen_since(self, network_id: str, since: datetime) -> List[dict]:
-        seen = []
-        for client in self.clients[network_id]:
-            days = self._active_days(client["id"])
-            last_seen = self._last_seen(client["id"])
-            if last_seen is None or last_seen < since:
-                continue
-            first_seen = self.day_starts[days[0]]
-            usage = [self._usage_point(client["id"], day) for day in days]
-            sent, recv = sum(point["sent"] for point in usage), sum(point["recv"] for point in usage)
-            seen.append(
-                {
-                    **client,
-                    "firstSeen": iso(first_seen),
-                    "lastSeen": iso(last_seen),
-                    "usage": {"sent": sent, "recv": recv, "total": sent + recv},
-                }
-            )
-        return seen
-
     def advance(self, steps: int = 1) -> None:
         with self.lock:
             self.revealed_days = min(len(self.day_starts), self.revealed_days + steps)
 
-    # ----- what a test expects -----------------------------------------------------------------------
+    # ----- what a test expects (from the data model, never from what is served) -------------------------
 
-    def expected(self, stream: str, start_date: Optional[str] = None, **options: Any) -> List[dict]:
+    def expected(self, stream: str, start_date: Optional[str] = None, include_unreadable: Any = False, **options: Any) -> List[dict]:
+        include_unreadable = str(include_unreadable).lower() in ("1", "true", "yes")
+        # Meraki keeps client usage for 31 days: a read cannot reach further back than that (an hour of slack
+        # for the time between this call and the read).
         start = parse_iso(start_date) if start_date else self.now - timedelta(days=30)
         start = max(start, utc_now() - LOOKBACK + timedelta(hours=1))
-        if stream == "meraki_organizations":
-            return [dict(org) for org in self.organizations]
-        if stream == "meraki_networks":
-            return [dict(network) for org in self.organizations for network in self.networks[org["id"]]]
-        if stream == "meraki_network_clients":
-            return [
-                {**client, "networkId": network["id"], "organizationId": org["id"]}
-                for org in self.organizations
-                for network in self.networks[org["id"]]
-                for client in self._clients_seen_since(network["id"], start)
-            ]
-        if stream == "meraki_client_usage_histories":
-            records = []
-            for org in self.organizations:
-                for network in self.networks[org["id"]]:
-                    for client in self._clients_seen_since(network["id"], start):
-                        for day in self._active_days(client["id"]):
-                            if self.day_starts[day] >= midnight(start):
-                                records.append(self._usage_record(org["id"], network["id"], client, day))
-            return records
-        if stream == "meraki_organization_licenses":
-            return [
-                {**license_, "organizationId": org["id"]}
-                for org in self.organizations
-                if org["id"] not in self.coterm
-                for license_ in self.licenses[org["id"]]
-            ]
+        readable = set(self._readable_organizations())
+        with self.lock:
+            if stream == "meraki_organizations":
+                return [copy.deepcopy(org) for org in self.organizations if include_unreadable or org["id"] in readable]
+            if stream == "meraki_networks":
+                return [
+                    copy.deepcopy(network)
+                    for org in self.organizations
+                    if org["id"] in readable
+                    for network in self.networks[org["id"]]
+                    if include_unreadable or network["id"] not in self.deleted_networks
+                ]
+            if stream == "meraki_network_clients":
+                return [
+                    self._expected_client(org_id, network_id, client)
+                    for org_id, network_id in self._expected_networks(readable)
+                    for client in self.clients[network_id]
+                    if self._seen_since(client["id"], start)
+                ]
+            if stream == "meraki_client_usage_histories":
+                return [
+                    {
+                        "organizationId": org_id,
+                        "networkId": network_id,
+                        "clientId": client["id"],
+                        "clientMac": client["mac"],
+                        "clientIp": client["ip"],
+                        "ts": iso(self.day_starts[day], fraction=True),
+                        "recv": recv,
+                        "sent": sent,
+                    }
+                    for org_id, network_id in self._expected_networks(readable)
+                    for client in self.clients[network_id]
+                    if self._seen_since(client["id"], start)
+                    for day in self._active_days(client["id"])
+                    if self.day_starts[day] >= midnight(start)
+                    for recv, sent in [self._amounts(client["id"], day)]
+                ]
+            if stream == "meraki_organization_licenses":
+                return [
+                    {**copy.deepcopy(license_), "organizationId": org["id"]}
+                    for org in self.organizations
+                    if org["id"] in readable and org["id"] not in self.coterm and org["id"] not in self.license_error
+                    for license_ in self.licenses[org["id"]]
+                ]
         raise KeyError(stream)
 
-    def _usage_record(self, org_id: str, network_id: str, client: dict, day: int) -> dict:
+    def _expected_networks(self, readable: set) -> List[Tuple[str, str]]:
+        """(organization, network) of every network whose clients and usage can be read."""
+        return [
+            (org["id"], network["id"])
+            for org in self.organizations
+            if org["id"] in readable
+            for network in self.networks[org["id"]]
+            if network["id"] not in self.deleted_networks
+        ]
+
+    def _seen_since(self, client_id: str, since: datetime) -> bool:
+        last_seen = self._last_seen(client_id)
+        return last_seen is not None and last_seen >= since
+
+    def _expected_client(self, org_id: str, network_id: str, client: dict) -> dict:
+        days = list(self._active_days(client["id"]))
+        recv = sum(self._amounts(client["id"], day)[0] for day in days)
+        sent = sum(self._amounts(client["id"], day)[1] for day in days)
         return {
-            "organizationId": org_id,
+            **copy.deepcopy(client),
+            "firstSeen": iso(self.day_starts[days[0]]),
+            "lastSeen": iso(self._last_seen(client["id"])),  # type: ignore[arg-type]
+            "usage": {"sent": sent, "recv": recv, "total": sent + recv},
             "networkId": network_id,
-            "clientId": client["id"],
-            "clientMac": client["mac"],
-            "clientIp": client["ip"],
-            **self._usage_point(client["id"], day),
+            "organizationId": org_id,
         }
 
     def connector_config(self, base_url: str) -> Dict[str, Any]:
         return {"api_key": self.api_key, "base_url": base_url}
 
+    def stats(self) -> Dict[str, Any]:
+        stats = super().stats()
+        with self.lock:
+            stats["rate_limited_by"] = {"ip": self.limited_by["ip"], "organization": self.limited_by["organization"]}
+        return stats
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        with self.lock:
+            self.limited_by.clear()
+
     # ----- serving -----------------------------------------------------------------------------------
+
+    def prefix_of(self, path: str) -> Optional[str]:
+        found = SHARD_PREFIX.match(path)
+        return found.group(0) if found else super().prefix_of(path)
 
     def rate_limited(self, request: Request, wait: float = 1.0) -> Response:
         return _errors(429, "API rate limit exceeded for organization", headers=[("Retry-After", retry_after_seconds(wait))])
@@ -277,27 +421,70 @@ class MerakiApp(VendorApp):
         if request.method != "GET":
             return _errors(404, "Not found")
         parts = request.path.strip("/").split("/")
-        limited = self._take_rate_limit(parts)
+        limited = self._take_ip_limit(request)
+        if limited is not None:
+            return limited
+        redirect = self._redirect(request, parts)
+        if redirect is not None:
+            return redirect
+        limited = self._take_organization_limit(parts)
         if limited is not None:
             return limited
         if parts == ["organizations"]:
             return self._page(request, self.organizations, 3, 9000, 9000)
-        if len(parts) == 3 and parts[0] == "organizations":
-            org_id = parts[1]
-            if org_id not in self.networks:
-                return _errors(404, "Resource not found")
-            if parts[2] == "networks":
-                return self._page(request, self.networks[org_id], 3, 100000, 1000)
-            if parts[2] == "licenses":
-                if org_id in self.coterm:
-                    return _errors(400, f"Organization with ID {org_id} does not support per-device licensing")
-                return self._page(request, self.licenses[org_id], 3, 1000, 1000)
-        if len(parts) >= 3 and parts[0] == "networks" and parts[1] in self.clients:
-            if parts[2:] == ["clients"]:
-                return self._network_clients(request, parts[1])
-            if parts[2:] == ["clients", "usageHistories"]:
-                return self._usage_histories(request, parts[1])
+        if len(parts) >= 2 and parts[0] == "organizations":
+            return self._organization_scoped(request, parts)
+        if len(parts) >= 2 and parts[0] == "networks":
+            return self._network_scoped(request, parts)
         return _errors(404, "Not found")
+
+    def _organization_scoped(self, request: Request, parts: List[str]) -> Response:
+        org_id = parts[1]
+        if org_id not in self.networks:
+            return _errors(404, "Resource not found")
+        if org_id in self.disabled:
+            return _errors(404, API_DISABLED)
+        if len(parts) == 3 and parts[2] in ("networks", "licenses") and org_id in self.forbidden:
+            return _errors(403, FORBIDDEN)
+        if parts[2:] == ["networks"]:
+            return self._page(request, self.networks[org_id], 3, 100000, 1000)
+        if parts[2:] == ["licenses"]:
+            if org_id in self.coterm:
+                return _errors(400, f"Organization with ID {org_id} does not support per-device licensing")
+            if org_id in self.license_error:
+                return _errors(400, LICENSE_ERROR)
+            return self._page(request, self.licenses[org_id], 3, 1000, 1000)
+        return _errors(404, "Not found")
+
+    def _network_scoped(self, request: Request, parts: List[str]) -> Response:
+        network_id = parts[1]
+        if network_id not in self.clients:
+            return _errors(404, "Not found")
+        if self.network_org[network_id] in self.disabled:
+            return _errors(404, API_DISABLED)
+        if parts[2:] in (["clients"], ["clients", "usageHistories"]) and network_id in self.deleted_networks:
+            return _errors(404, NETWORK_NOT_FOUND)
+        if parts[2:] == ["clients"]:
+            return self._network_clients(request, network_id)
+        if parts[2:] == ["clients", "usageHistories"]:
+            return self._usage_histories(request, network_id)
+        return _errors(404, "Not found")
+
+    def _redirect(self, request: Request, parts: Sequence[str]) -> Optional[Response]:
+        """A redirect to the organization's shard, for `shard_redirect_rate` of the scoped requests on the main host."""
+        if self.shard_redirect_rate <= 0 or request.prefix != self.prefix:
+            return None
+        if len(parts) < 2 or parts[0] not in ("organizations", "networks"):
+            return None
+        target = request.path + ("?" + request.raw_query if request.raw_query else "")
+        if stable_int(self.seed, "redirect", target, modulo=1_000_000) >= self.shard_redirect_rate * 1_000_000:
+            return None
+        org_id = self._organization_of(parts)
+        shard = self.shard_of.get(org_id or "") or f"n{100 + stable_int(self.seed, 'shard', parts[1], modulo=900)}"
+        location = f"{request.origin}/meraki/shard/{shard}/api/v1{target}"
+        status = REDIRECT_STATUSES[stable_int(self.seed, "redirect-status", target, modulo=len(REDIRECT_STATUSES))]
+        body = f'<html><body>You are being <a href="{location}">redirected</a>.</body></html>'.encode()
+        return Response(status, body, [("Location", location)], content_type="text/html; charset=utf-8")
 
     def tenant_of(self, request: Request) -> Optional[str]:
         return self._organization_of(request.path.strip("/").split("/"))
@@ -309,19 +496,30 @@ class MerakiApp(VendorApp):
             return self.network_org.get(parts[1])
         return None
 
-    def _take_rate_limit(self, parts: Sequence[str]) -> Optional[Response]:
+    def _take_ip_limit(self, request: Request) -> Optional[Response]:
         if not self.rate_limits:
             return None
-        wait = self.ip_bucket.take()
-        if wait is not None:
-            return self.rate_limited(None, wait)  # type: ignore[arg-type]
+        wait = self.ip_window.take(request.client_ip)
+        if wait is None:
+            return None
+        with self.lock:
+            self.limited_by["ip"] += 1
+        return self.rate_limited(request, wait)
+
+    def _take_organization_limit(self, parts: Sequence[str]) -> Optional[Response]:
+        if not self.rate_limits:
+            return None
         org_id = self._organization_of(parts)
         if org_id is None:
             return None
         with self.lock:
-            bucket = self.org_buckets.setdefault(org_id, TokenBucket(rate=10, capacity=10))
+            bucket = self.org_buckets.setdefault(org_id, TokenBucket(rate=ORG_RATE, capacity=ORG_BURST))
         wait = bucket.take()
-        return self.rate_limited(None, wait) if wait is not None else None  # type: ignore[arg-type]
+        if wait is None:
+            return None
+        with self.lock:
+            self.limited_by["organization"] += 1
+        return self.rate_limited(None, wait)  # type: ignore[arg-type]
 
     def _window(self, request: Request, default_span: timedelta) -> Tuple[Optional[datetime], Optional[datetime], Optional[Response]]:
         now = utc_now()
@@ -349,10 +547,25 @@ class MerakiApp(VendorApp):
         t0, _, problem = self._window(request, DAY)
         if problem:
             return problem
+        items = []
         with self.lock:
-            clients = self._clients_seen_since(network_id, t0)  # type: ignore[arg-type]
-        clients.sort(key=lambda client: client["id"])
-        return self._page(request, clients, 3, 5000, 10)
+            for client in self.clients[network_id]:
+                last_seen = self._last_seen(client["id"])
+                if last_seen is None or last_seen < t0:  # type: ignore[operator]
+                    continue
+                days = self._active_days(client["id"])
+                amounts = [self._amounts(client["id"], day) for day in days]
+                recv, sent = sum(amount[0] for amount in amounts), sum(amount[1] for amount in amounts)
+                items.append(
+                    {
+                        **client,
+                        "firstSeen": iso(self.day_starts[days[0]]),
+                        "lastSeen": iso(last_seen),
+                        "usage": {"sent": sent, "recv": recv, "total": sent + recv},
+                    }
+                )
+        items.sort(key=lambda item: item["id"])
+        return self._page(request, items, 3, 5000, 10)
 
     def _usage_histories(self, request: Request, network_id: str) -> Response:
         wanted = [key for key in (request.param("clients") or "").split(",") if key]
@@ -369,11 +582,11 @@ class MerakiApp(VendorApp):
                 client = known.get(key) or by_mac.get(key.lower())
                 if client is None:
                     continue
-                history = [
-                    self._usage_point(client["id"], day)
-                    for day in self._active_days(client["id"])
-                    if midnight(t0) <= self.day_starts[day] <= t1  # type: ignore[operator]
-                ]
+                history: List[Dict[str, Any]] = []
+                for day in self._active_days(client["id"]):
+                    if midnight(t0) <= self.day_starts[day] <= t1:  # type: ignore[operator]
+                        recv, sent = self._amounts(client["id"], day)
+                        history.append({"ts": iso(self.day_starts[day], fraction=True), "recv": recv, "sent": sent})
                 if self.corrupt_usage and history:
                     history[-1]["recv"] = "n/a"
                 entries.append({"clientId": client["id"], "clientIp": client["ip"], "clientMac": client["mac"], "usageHistory": history})

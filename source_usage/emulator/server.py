@@ -1,10 +1,12 @@
 """A loopback HTTP server that emulates the four vendors, with fault injection and a control API.
 
 Vendors are served under their own prefixes (`/meraki/api/v1`, `/twilio/v1`, `/emnify/api/v1`,
-`/thousandeyes/v7`); `/_emulator/...` answers tests and tools:
+`/thousandeyes/v7`; Meraki also under its shards' `/meraki/shard/nNNN/api/v1`); `/_emulator/...` answers
+tests and tools:
 
 * `GET  /_emulator/config`              a ready-to-use connector config
-* `GET  /_emulator/expected/<stream>`   the records a complete read of the stream must return
+* `GET  /_emulator/expected/<stream>`   the records a complete read of the stream must return (query
+                                         parameters are the options, e.g. `?start_date=...`)
 * `GET  /_emulator/stats`               requests served per vendor and route, and how many got 429
 * `GET  /_emulator/requests`            every request served, when `record_requests` is on (benchmarks)
 * `POST /_emulator/advance?steps=1`     make new usage appear
@@ -20,7 +22,7 @@ import threading
 import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from source_usage.emulator.app import VendorApp, route_of
@@ -161,11 +163,13 @@ class Emulator:
 
     # ----- serving -----------------------------------------------------------------------------------
 
-    def route(self, path: str) -> Optional[VendorApp]:
+    def route(self, path: str) -> Tuple[Optional[VendorApp], str]:
+        """The vendor serving `path` and the prefix it is served under."""
         for app in self.apps.values():
-            if path == app.prefix or path.startswith(app.prefix + "/"):
-                return app
-        return None
+            prefix = app.prefix_of(path)
+            if prefix is not None:
+                return app, prefix
+        return None, ""
 
     def control(self, method: str, path: str, query: Dict[str, list], body: bytes) -> Response:
         action = path[len("/_emulator/"):]
@@ -226,18 +230,21 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.startswith("/_emulator/"):
             self._write(emulator.control(self.command, parts.path, query, body))
             return
-        app = emulator.route(parts.path)
+        app, prefix = emulator.route(parts.path)
         if app is None:
             self._write(json_response({"error": "no such vendor"}, 404))
             return
         host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
         request = Request(
             method=self.command,
-            path=parts.path[len(app.prefix):] or "/",
+            path=parts.path[len(prefix):] or "/",
             query=query,
             headers={key.lower(): value for key, value in self.headers.items()},
             body=body,
-            base_url=f"http://{host}{app.prefix}",
+            base_url=f"http://{host}{prefix}",
+            client_ip=self.client_address[0],
+            prefix=prefix,
+            raw_query=parts.query,
         )
         started = time.time()
         fault = emulator._dice.roll(emulator.faults[app.name])

@@ -21,6 +21,21 @@ used increase, every test gets a projection one step after it appeared, and a ne
 account group at step 1. Knobs: `expand_supported=False` makes `/usage` ignore `expand` (no arrays at
 all); `can_view_usage=False` answers 403; `account_group_id` goes into the connector config (True: the
 first account group's id); `token` is the bearer token it accepts.
+
+More knobs (off by default):
+
+* `usage_based_pricing` (True): False answers `/usage/units/tests` (available only to customers on the
+  usage-based pricing model, as the usage SDK documents) with 403 problem+json, title "Forbidden",
+  detail "Usage unit breakdowns are only available to organizations on the usage-based pricing model"
+  (wording not documented; `/usage` itself still answers).
+* `tests_without_ids` (0): that many tests (chosen from the seed) are reported without `testId`, without
+  `aid`, or without both (the SDK's `UsageTest` model has them optional), in the `tests` of
+  `/usage?expand=test` and in their `/usage/units/tests` breakdowns alike.
+
+`expected()` is built from the generated tests, agents and account groups (never from what is served):
+one `thousandeyes_usage` record of the current billing period, and one `thousandeyes_test_usage` record
+per visible test with `monthStart`; what the API omits (a brand-new test's projection, an omitted
+`aid`/`testId`) is null.
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ import base64
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
@@ -49,6 +64,7 @@ EXPAND_OPTIONS = {
     "enterprise-agent": "enterpriseAgents",
 }
 TEST_TYPES = ("Web - Page Load", "Web - HTTP Server", "Network - Agent to Server", "DNS - Server", "Web - Transaction", "Voice - RTP Stream")
+UNITS_NEED_USAGE_BASED_PRICING = "Usage unit breakdowns are only available to organizations on the usage-based pricing model"
 GROUP_NAMES = ("Documentation", "Support", "Operations", "Retail", "Engineering", "Marketing", "Finance", "Sales")
 
 
@@ -62,6 +78,7 @@ class EmulatedTest:
     cloud_units_per_step: int
     enterprise_units_per_step: int
     born: int  # the step at which the test appeared (<= 0: before the emulator started)
+    omitted: Tuple[str, ...] = ()  # identifiers the API leaves out of this test's items
 
     def visible(self, step: int) -> bool:
         return step >= self.born
@@ -77,6 +94,23 @@ class EmulatedTest:
 
     def enterprise_used(self, step: int) -> int:
         return self.enterprise_units_per_step * (step - self.born + 1)
+
+
+@dataclass(frozen=True)
+class EmulatedAgent:
+    """An enterprise agent and the units it uses: `units_factor` thousand units per step, plus ten steps' worth."""
+
+    aid: str
+    account_group_name: str
+    agent_id: Optional[str]  # None: the API omits it ("may be omitted when not available")
+    agent_name: str
+    units_factor: int
+
+    def used(self, step: int) -> int:
+        return self.units_factor * 1000 * (step + 10)
+
+    def projected(self, step: int) -> int:
+        return self.used(step) * PERIOD_STEPS // (step + 10)
 
 
 @dataclass(frozen=True)
@@ -107,8 +141,11 @@ class ThousandEyesApp(VendorApp):
         account_group_id: Union[bool, str, None] = None,
         storm_reset_seconds: float = 3.0,
         token: str = BEARER_TOKEN,
+        usage_based_pricing: bool = True,
+        tests_without_ids: int = 0,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
+        self.usage_based_pricing = usage_based_pricing
         self.bearer_token = token
         self.page_size = page_size
         self.expand_supported = expand_supported
@@ -122,6 +159,17 @@ class ThousandEyesApp(VendorApp):
         ]
         per_group = tests_per_account_group or 4 * self.scale
         self.tests = [self._test(group, index) for group in self.groups for index in range(per_group + 1)]
+        self._omit_ids(tests_without_ids)
+        self.agents = [self._agent(group, index) for group in self.groups for index in range(2)]
+        self.group_counts = {
+            field: [(group, 1 + stable_int(seed, what, group["aid"], modulo=modulo)) for group in self.groups]
+            for field, what, modulo in (
+                ("endpointAgentsUsed", "endpoint-agents", 30),
+                ("endpointAgentsEssentialsUsed", "essentials", 5),
+                ("endpointAgentsEmbeddedUsed", "embedded", 5),
+                ("enterpriseAgentsUsed", "enterprise-agents", 4),
+            )
+        }
         self.account_group_id = self.groups[0]["aid"] if account_group_id is True else account_group_id or None
         self.window = FixedWindow(REQUESTS_PER_MINUTE, 60.0)
         self._storm_reset_at = 0.0
@@ -150,29 +198,41 @@ class ThousandEyesApp(VendorApp):
             born=born,
         )
 
+    def _omit_ids(self, count: int) -> None:
+        if count > len(self.tests):
+            raise ValueError(f"only {len(self.tests)} tests can lose their ids, not {count}")
+        chosen = sorted(self.tests, key=lambda test: stable_int(self.seed, "no-ids", test.test_id))[:count]
+        patterns = (("testId",), ("aid",), ("aid", "testId"))
+        omitted = {test.test_id: patterns[rank % len(patterns)] for rank, test in enumerate(chosen)}
+        self.tests = [replace(test, omitted=omitted.get(test.test_id, ())) for test in self.tests]
+
+    def _agent(self, group: Dict[str, str], index: int) -> EmulatedAgent:
+        return EmulatedAgent(
+            aid=group["aid"],
+            account_group_name=group["accountGroupName"],
+            agent_id=None if index == 1 else str(200000 + stable_int(self.seed, "agent", group["aid"], index, modulo=800000)),
+            agent_name=f"ea-{group['accountGroupName'].lower()}-{index + 1}",
+            units_factor=1 + stable_int(self.seed, "ea-units", group["aid"], index, modulo=40),
+        )
+
     def _visible_tests(self) -> List[EmulatedTest]:
         return [test for test in self.tests if test.visible(self.step)]
 
-    def _per_group(self, what: str, modulo: int) -> List[Tuple[Dict[str, str], int]]:
-        return [(group, 1 + stable_int(self.seed, what, group["aid"], modulo=modulo)) for group in self.groups]
-
-    def _enterprise_agent_units(self) -> List[dict]:
-        agents = []
-        for group in self.groups:
-            for index in range(2):
-                units = (1 + stable_int(self.seed, "ea-units", group["aid"], index, modulo=40)) * 1000 * (self.step + 10)
-                agent = {
-                    "aid": group["aid"],
-                    "accountGroupName": group["accountGroupName"],
-                    "agentId": str(200000 + stable_int(self.seed, "agent", group["aid"], index, modulo=800000)),
-                    "agentName": f"ea-{group['accountGroupName'].lower()}-{index + 1}",
-                    "enterpriseUnitsUsed": units,
-                    "enterpriseUnitsProjected": units * PERIOD_STEPS // (self.step + 10),
-                }
-                if index == 1:
-                    del agent["agentId"]  # "agentId may be omitted when not available"
-                agents.append(agent)
-        return agents
+    def _agent_unit_items(self) -> List[dict]:
+        items = []
+        for agent in self.agents:
+            item = {
+                "aid": agent.aid,
+                "accountGroupName": agent.account_group_name,
+                "agentId": agent.agent_id,
+                "agentName": agent.agent_name,
+                "enterpriseUnitsUsed": agent.used(self.step),
+                "enterpriseUnitsProjected": agent.projected(self.step),
+            }
+            if agent.agent_id is None:
+                del item["agentId"]  # "agentId may be omitted when not available"
+            items.append(item)
+        return items
 
     def _quota(self) -> dict:
         return {
@@ -188,11 +248,7 @@ class ThousandEyesApp(VendorApp):
     def _usage_details(self, expand: List[str]) -> dict:
         """`UsageDetails` of the current period with the arrays of the `expand` options asked for."""
         tests = self._visible_tests()
-        agent_units = self._enterprise_agent_units()
-        endpoint_agents = self._per_group("endpoint-agents", 30)
-        essentials = self._per_group("essentials", 5)
-        embedded = self._per_group("embedded", 5)
-        enterprise_agents = self._per_group("enterprise-agents", 4)
+        agent_units = self._agent_unit_items()
         projected = [test.cloud_projected(self.step) for test in tests]
         details: Dict[str, Any] = {
             "quota": self._quota(),
@@ -205,18 +261,16 @@ class ThousandEyesApp(VendorApp):
             "connectedDevicesUnitsUsed": 1500 * (self.step + 10),
             "connectedDevicesUnitsProjected": 1500 * PERIOD_STEPS,
             "connectedDevicesUnitsNextBillingPeriod": 1500 * PERIOD_STEPS,
-            "endpointAgentsUsed": sum(count for _, count in endpoint_agents),
-            "endpointAgentsEssentialsUsed": sum(count for _, count in essentials),
-            "endpointAgentsEmbeddedUsed": sum(count for _, count in embedded),
-            "enterpriseAgentsUsed": sum(count for _, count in enterprise_agents),
         }
+        for field, counts in self.group_counts.items():
+            details[field] = sum(count for _, count in counts)
         arrays = {
             "tests": lambda: [self._test_item(test) for test in tests],
             "enterpriseAgentUnits": lambda: agent_units,
-            "endpointAgents": lambda: _group_counts(endpoint_agents, "endpointAgentsUsed"),
-            "endpointAgentsEssentials": lambda: _group_counts(essentials, "endpointAgentsEssentialsUsed"),
-            "endpointAgentsEmbedded": lambda: _group_counts(embedded, "endpointAgentsEmbeddedUsed"),
-            "enterpriseAgents": lambda: _group_counts(enterprise_agents, "enterpriseAgentsUsed"),
+            "endpointAgents": lambda: _group_counts(self.group_counts["endpointAgentsUsed"], "endpointAgentsUsed"),
+            "endpointAgentsEssentials": lambda: _group_counts(self.group_counts["endpointAgentsEssentialsUsed"], "endpointAgentsEssentialsUsed"),
+            "endpointAgentsEmbedded": lambda: _group_counts(self.group_counts["endpointAgentsEmbeddedUsed"], "endpointAgentsEmbeddedUsed"),
+            "enterpriseAgents": lambda: _group_counts(self.group_counts["enterpriseAgentsUsed"], "enterpriseAgentsUsed"),
         }
         for option in expand:
             details[EXPAND_OPTIONS[option]] = arrays[EXPAND_OPTIONS[option]]()
@@ -234,6 +288,8 @@ class ThousandEyesApp(VendorApp):
         projected = test.cloud_projected(self.step)
         if projected is not None:
             item["cloudUnitsProjected"] = projected
+        for name in test.omitted:
+            del item[name]
         return item
 
     def _breakdown(self, test: EmulatedTest) -> dict:
@@ -251,18 +307,51 @@ class ThousandEyesApp(VendorApp):
     # ----- what a test expects -----------------------------------------------------------------------
 
     def expected(self, stream: str, **options: Any) -> List[dict]:
-        """The current period only (the API reports no other), whatever the start date."""
+        """The current period only (the API reports no other), whatever the start date; from the data model."""
         with self.lock:
-            details = self._usage_details(expand=[])
-            month_start = iso(self.month_start)
+            step = self.step
+            tests = [test for test in self.tests if test.visible(step)]
+            month_start, month_end = iso(self.month_start), iso(self.month_end)
             if stream == "thousandeyes_usage":
-                scalars = {key: value for key, value in details.items() if key != "quota"}
-                return [{**scalars, "quota": details["quota"], "monthStart": month_start, "monthEnd": iso(self.month_end)}]
+                record: Dict[str, Any] = {
+                    "cloudUnitsUsed": sum(test.cloud_used(step) for test in tests),
+                    # a test without a projection yet counts with what it used so far
+                    "cloudUnitsProjected": sum(_first_not_none(test.cloud_projected(step), test.cloud_used(step)) for test in tests),
+                    "cloudUnitsNextBillingPeriod": sum(test.cloud_units_per_step * PERIOD_STEPS for test in tests),
+                    "enterpriseUnitsUsed": sum(agent.used(step) for agent in self.agents),
+                    "enterpriseUnitsProjected": sum(agent.projected(step) for agent in self.agents),
+                    "enterpriseUnitsNextBillingPeriod": 0,
+                    "connectedDevicesUnitsUsed": 1500 * (step + 10),
+                    "connectedDevicesUnitsProjected": 1500 * PERIOD_STEPS,
+                    "connectedDevicesUnitsNextBillingPeriod": 1500 * PERIOD_STEPS,
+                    "quota": {
+                        "monthStart": month_start,
+                        "monthEnd": month_end,
+                        "cloudUnitsIncluded": 20_000_000 * self.scale,
+                        "endpointAgentsIncluded": 200,
+                        "endpointAgentsEssentialsIncluded": 10,
+                        "endpointAgentsEmbeddedIncluded": 10,
+                        "enterpriseAgentsIncluded": 25,
+                    },
+                    "monthStart": month_start,
+                    "monthEnd": month_end,
+                }
+                for field, counts in self.group_counts.items():
+                    record[field] = sum(count for _, count in counts)
+                return [record]
             if stream == "thousandeyes_test_usage":
-                # The `tests` item as served, plus the period; a brand-new test's absent projection is null.
                 return [
-                    {"monthStart": month_start, "cloudUnitsProjected": None, **self._test_item(test)}
-                    for test in self._visible_tests()
+                    {
+                        "monthStart": month_start,
+                        "aid": None if "aid" in test.omitted else test.aid,
+                        "accountGroupName": test.account_group_name,
+                        "testId": None if "testId" in test.omitted else test.test_id,
+                        "testName": test.test_name,
+                        "testType": test.test_type,
+                        "cloudUnitsUsed": test.cloud_used(step),
+                        "cloudUnitsProjected": test.cloud_projected(step),
+                    }
+                    for test in tests
                 ]
         raise KeyError(stream)
 
@@ -323,6 +412,8 @@ class ThousandEyesApp(VendorApp):
             return denied
         if path == "/usage":
             return self._usage(request)
+        if not self.usage_based_pricing:
+            return _problem(request, 403, "Forbidden", UNITS_NEED_USAGE_BASED_PRICING)
         return self._units_by_tests(request)
 
     def _authorize(self, request: Request) -> Optional[Response]:
@@ -393,6 +484,10 @@ def billing_period(now: datetime, billing_day: int) -> Tuple[datetime, datetime]
 def _add_month(moment: datetime, months: int) -> datetime:
     index = moment.year * 12 + moment.month - 1 + months
     return moment.replace(year=index // 12, month=index % 12 + 1)
+
+
+def _first_not_none(value: Optional[int], fallback: int) -> int:
+    return fallback if value is None else value
 
 
 def _group_counts(counts: List[Tuple[Dict[str, str], int]], field: str) -> List[dict]:

@@ -23,6 +23,17 @@ Data: each SIM's usage per hour, on one network per hour, deterministic from the
 sums of the hours, so both granularities agree. Usage is revealed up to `hidden_hours` before the
 emulator started; `advance(steps)` reveals `hours_per_step` more hours per step (never past the current
 hour) and bills what has become older than `billing_delay_hours`.
+
+Knob `null_fields` (off by default): about one record in seven (chosen from the seed, the granularity,
+the grouping and the period) carries `null` in fields the twilio-oai spec marks nullable: the byte
+counts (`data_upload` and `data_download`, or all three with `data_total`) and/or the billing
+(`data_total_billed` and `billed_unit`); never in `sim_sid`, `account_sid` or `period`. `expected()`
+carries the same nulls.
+
+`expected()` sums the hourly data model itself (it never reads what is served), with Twilio's rules:
+periods start on whole hours or UTC days (so the first period is the start date floored to the
+granularity), `StartTime` cannot be older than 18 months before the current UTC day, usage is attributed
+to the period it occurred in, and billing lags `billing_delay_hours` behind the revealed usage.
 """
 
 from __future__ import annotations
@@ -56,6 +67,12 @@ CENT_HUNDREDTHS = Decimal("0.0001")
 NETWORK_SID = re.compile(r"^HW[0-9a-fA-F]{32}$")
 ISO_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 ANSWER_CACHE_SIZE = 64
+NULL_SHARE = 7  # with `null_fields`, one record in this many has nulls
+NULL_PATTERNS = (
+    ("data_upload", "data_download"),
+    ("data_total_billed", "billed_unit"),
+    ("data_upload", "data_download", "data_total", "data_total_billed", "billed_unit"),
+)
 
 
 def twilio_error(status: int, code: int, message: str, headers: Optional[list] = None) -> Response:
@@ -147,8 +164,10 @@ class TwilioApp(VendorApp):
         concurrent_requests: int = 100,
         retry_after: Optional[int] = None,
         latency: float = 0.0,
+        null_fields: bool = False,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
+        self.null_fields = null_fields
         if credentials not in ("auth_token", "api_key"):
             raise ValueError("credentials must be 'auth_token' or 'api_key'")
         self.account_sid = account_sid or "AC" + stable_hex(32, seed, "account")
@@ -264,7 +283,7 @@ class TwilioApp(VendorApp):
         def dimension(group: str, filtered: Optional[str]) -> Optional[str]:
             return group_value if query.group == group else filtered
 
-        return {
+        record = {
             "period": dict(times),
             "account_sid": self.account_sid,
             "data_upload": up,
@@ -277,6 +296,15 @@ class TwilioApp(VendorApp):
             "network_sid": dimension("network", self.network_sids[query.network] if query.network is not None else None),
             "iso_country": dimension("isoCountry", query.iso_country),
         }
+        for name in self._null_fields(query.granularity, query.group, group_value, times["start_time"]):
+            record[name] = None
+        return record
+
+    def _null_fields(self, granularity: str, group: Optional[str], group_value: Optional[str], start_time: str) -> Tuple[str, ...]:
+        """The fields the API reports as null in one record (part of the data model, with `null_fields`)."""
+        if not self.null_fields or stable_int(self.seed, "nulls", granularity, group, group_value, start_time, modulo=NULL_SHARE):
+            return ()
+        return NULL_PATTERNS[stable_int(self.seed, "null-pattern", granularity, group, group_value, start_time, modulo=len(NULL_PATTERNS))]
 
     def advance(self, steps: int = 1) -> None:
         with self.lock:
@@ -286,28 +314,54 @@ class TwilioApp(VendorApp):
     # ----- what a test expects -----------------------------------------------------------------------
 
     def expected(self, stream: str, start_date: Optional[str] = None, granularity: Optional[str] = None, **options: Any) -> List[dict]:
-        """The `Group=sim` records from `start_date` floored to the granularity until now, connector-shaped."""
+        """Every SIM's usage per period from `start_date` until now, summed from the hourly data model."""
         if stream != STREAM:
             raise KeyError(stream)
         granularity = granularity or self.granularity
+        period = PERIODS[granularity]
+        if period is None:
+            raise ValueError("the stream reads hour or day periods")
         now = utc_now()
         start = parse_iso(start_date) if start_date else now - timedelta(days=30)
+        start = floor_to(start, period)  # periods are whole hours or UTC days
+        start = max(start, months_before(midnight(now), RETENTION_MONTHS))  # StartTime reaches 18 months back at most
         with self.lock:
             revealed_until = self.revealed_until
-        query = Query(group="sim", granularity=granularity, start=floor_to(start, PERIODS[granularity]), end=now)  # type: ignore[arg-type]
-        return [self._connector_record(record, granularity) for record in self._aggregate(query, revealed_until)]
-
-    @staticmethod
-    def _connector_record(record: dict, granularity: str) -> dict:
-        period = record["period"]
-        return {
-            **{key: value for key, value in record.items() if key != "data_total_billed"},
-            "period": dict(period),
-            "data_total_billed": float(record["data_total_billed"]),
-            "start_time": period["start_time"],
-            "end_time": period["end_time"],
-            "granularity": granularity,
-        }
+        billed_until = revealed_until - self.billing_delay
+        sums: Dict[Tuple[datetime, int], list] = {}
+        hour = max(start, self.first_hour)
+        while hour < min(revealed_until, now):
+            for sim, _network, up, down, amount in self._usage_in_hour(hour):
+                entry = sums.setdefault((floor_to(hour, period), sim), [0, 0, Decimal(0), False])
+                entry[0] += up
+                entry[1] += down
+                if hour < billed_until:
+                    entry[2] += amount
+                    entry[3] = True
+            hour += HOUR
+        records = []
+        for (period_start, sim), (up, down, billed, any_billed) in sums.items():
+            start_time, end_time = iso(period_start), iso(period_start + period)
+            record = {
+                "period": {"start_time": start_time, "end_time": end_time},
+                "account_sid": self.account_sid,
+                "data_upload": up,
+                "data_download": down,
+                "data_total": up + down,
+                "data_total_billed": float(billed) if any_billed else 0.0,
+                "billed_unit": "USD" if any_billed else None,
+                "sim_sid": self.sim_sids[sim],
+                "fleet_sid": None,
+                "network_sid": None,
+                "iso_country": None,
+                "start_time": start_time,
+                "end_time": end_time,
+                "granularity": granularity,
+            }
+            for name in self._null_fields(granularity, "sim", self.sim_sids[sim], start_time):
+                record[name] = None
+            records.append(record)
+        return records
 
     def connector_config(self, base_url: str) -> Dict[str, Any]:
         config: Dict[str, Any] = {"account_sid": self.account_sid, "base_url": base_url, "granularity": self.granularity}
