@@ -161,17 +161,29 @@ def key_of(record: Mapping[str, Any], pk: Sequence[str]) -> tuple:
     return tuple(json.dumps(record.get(field), sort_keys=True) for field in pk)
 
 
-READ_TIME_FIELDS = ("observed_at", "is_final")  # TEMPORARY while the emulator learns finality
-
-
 def without_nulls(record: Mapping[str, Any]) -> dict:
     """The Airbyte protocol serializer leaves out top-level null fields: a missing field means null."""
-    return {key: value for key, value in record.items() if value is not None and key not in READ_TIME_FIELDS}
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def check_observed_at(records: Iterable[Mapping[str, Any]], stream: str, within: timedelta = timedelta(minutes=15)) -> List[dict]:
+    """The records without `observed_at` (when the figure was read cannot be known in advance), after
+    checking that each usage record carries one: an RFC 3339 UTC instant close to now."""
+    now = datetime.now(timezone.utc)
+    stripped = []
+    for record in records:
+        if "is_final" in record:
+            observed = record.get("observed_at")
+            assert isinstance(observed, str) and observed.endswith("Z"), f"{stream}: observed_at {observed!r} is not a UTC instant"
+            moment = datetime.fromisoformat(observed.replace("Z", "+00:00"))
+            assert abs(moment - now) <= within, f"{stream}: observed_at {observed} is not close to now"
+        stripped.append({key: value for key, value in record.items() if key != "observed_at"})
+    return stripped
 
 
 def assert_records_match(actual: List[dict], expected: List[dict], pk: Sequence[str], stream: str) -> None:
     """Same records by primary key, no duplicate keys, and every field equal (a missing field is null)."""
-    actual = [without_nulls(record) for record in actual]
+    actual = [without_nulls(record) for record in check_observed_at(actual, stream)]
     expected = [without_nulls(record) for record in expected]
     actual_keys = [key_of(record, pk) for record in actual]
     duplicates = len(actual_keys) - len(set(actual_keys))

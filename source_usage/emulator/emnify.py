@@ -150,6 +150,15 @@ def _add_months(day: date, months: int) -> date:
     return day.replace(year=year, month=month + 1, day=min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
+def _typed_endpoint(endpoint: dict) -> dict:
+    """An endpoint as the connector delivers it: its instants in RFC 3339 UTC (`...Z`, no zero fraction)."""
+    typed = copy.deepcopy(endpoint)
+    for field in ("created", "last_updated"):
+        if isinstance(typed.get(field), str):
+            typed[field] = iso(datetime.strptime(typed[field], "%Y-%m-%dT%H:%M:%S.%f%z"))
+    return typed
+
+
 def _stamp(moment: datetime) -> str:
     """emnify's statistics timestamps: `2020-11-30T14:56:25.000Z`."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -466,11 +475,12 @@ class EmnifyApp(VendorApp):
             live = sorted(endpoint_id for endpoint_id in self.traits if endpoint_id not in self.deleted)
             if stream == "emnify_endpoints":
                 listed = self.endpoints + self.removed_during_listing
-                return [copy.deepcopy(endpoint) for endpoint in sorted(listed, key=lambda endpoint: endpoint["id"])]
+                return [_typed_endpoint(endpoint) for endpoint in sorted(listed, key=lambda endpoint: endpoint["id"])]
             if stream == "emnify_endpoint_usage_monthly":
                 return [record for endpoint_id in live for record in self._expected_monthly(endpoint_id)]
             if stream == "emnify_endpoint_usage_last_hour":
                 minutes = self._complete_minutes()
+                newest = self._window_minutes()[-1]  # the newest minute of a snapshot is not final yet
                 return [
                     {
                         "endpoint_id": endpoint_id,
@@ -478,6 +488,7 @@ class EmnifyApp(VendorApp):
                         "minute": iso(minute),
                         "rx": self._minute_value(kind, self._minute_amount(endpoint_id, kind, "rx", minute)),
                         "tx": self._minute_value(kind, self._minute_amount(endpoint_id, kind, "tx", minute)),
+                        "is_final": minute != newest,
                     }
                     for endpoint_id in live
                     for kind in ("data", "sms")
@@ -485,7 +496,8 @@ class EmnifyApp(VendorApp):
                 ]
             if stream == "emnify_endpoint_usage_daily":
                 first = parse_iso(start_date).date() if start_date else self.clock.date() - timedelta(days=30)
-                return [record for endpoint_id in live for record in self._expected_daily(endpoint_id, first)]
+                lookback = int(options.get("daily_lookback_days", 2))
+                return [record for endpoint_id in live for record in self._expected_daily(endpoint_id, first, lookback)]
         raise KeyError(stream)
 
     def _expected_monthly(self, endpoint_id: int) -> List[dict]:
@@ -500,23 +512,27 @@ class EmnifyApp(VendorApp):
                 records.append(
                     {
                         "endpoint_id": endpoint_id,
-                        "month": _stamp(month),
+                        "month": iso(month),
                         "volume": (rx + tx) / MICRO,
                         "volume_tx": tx / MICRO,
                         "volume_rx": rx / MICRO,
                         "traffic_type_id": traffic_type,
-                        "last_updated": _stamp(self.row_updated[(endpoint_id, traffic_type, month)]),
+                        "last_updated": iso(self.row_updated[(endpoint_id, traffic_type, month)]),
                         "cost": _cost(kind, rx + tx),
                         "currency_id": CURRENCY["id"],
                         "id": self._row_id(endpoint_id, traffic_type, month),
                         "traffic_type": dict(TRAFFIC_TYPES[kind]),
                         "currency": dict(CURRENCY),
                         "period": period,
+                        "is_final": period == "last_month",  # a closed calendar month
                     }
                 )
         return records
 
-    def _expected_daily(self, endpoint_id: int, first: date) -> List[dict]:
+    def _expected_daily(self, endpoint_id: int, first: date, lookback_days: int = 2) -> List[dict]:
+        """Days from `first` to today; a day is final once it is older than the lookback the connector
+        re-reads (it will not be read again)."""
+        final_before = self.clock.date() - timedelta(days=lookback_days)
         records = []
         for day in _days(max(first, self._first_day(endpoint_id)), self.clock.date()):
             amounts = {kind: self._on_day(endpoint_id, kind, day) for kind in KINDS}
@@ -535,6 +551,7 @@ class EmnifyApp(VendorApp):
                         "unit": UNITS[kind],
                         "cost": _cost(kind, rx + tx),
                         "currency": CURRENCY["code"] if kind in ("data", "sms") else None,
+                        "is_final": day < final_before,
                     }
                 )
         return records

@@ -308,8 +308,13 @@ class MerakiApp(VendorApp):
 
     # ----- what a test expects (from the data model, never from what is served) -------------------------
 
-    def expected(self, stream: str, start_date: Optional[str] = None, include_unreadable: Any = False, **options: Any) -> List[dict]:
+    def expected(
+        self, stream: str, start_date: Optional[str] = None, include_unreadable: Any = False, lookback_days: Any = 1, **options: Any
+    ) -> List[dict]:
+        """Records as the connector must deliver them: instants in RFC 3339 UTC (`...T00:00:00Z`) and, for
+        usage, whether each daily bucket is final: it ended more than the lookback (days) ago."""
         include_unreadable = str(include_unreadable).lower() in ("1", "true", "yes")
+        final_before = utc_now() - timedelta(days=int(lookback_days))
         # Meraki keeps client usage for 31 days: a read cannot reach further back than that (an hour of slack
         # for the time between this call and the read).
         start = parse_iso(start_date) if start_date else self.now - timedelta(days=30)
@@ -341,9 +346,10 @@ class MerakiApp(VendorApp):
                         "clientId": client["id"],
                         "clientMac": client["mac"],
                         "clientIp": client["ip"],
-                        "ts": iso(self.day_starts[day], fraction=True),
+                        "ts": iso(self.day_starts[day]),
                         "recv": recv,
                         "sent": sent,
+                        "is_final": self.day_starts[day] + DAY <= final_before,
                     }
                     for org_id, network_id in self._expected_networks(readable)
                     for client in self.clients[network_id]
@@ -559,8 +565,9 @@ class MerakiApp(VendorApp):
                 items.append(
                     {
                         **client,
-                        "firstSeen": iso(self.day_starts[days[0]]),
-                        "lastSeen": iso(last_seen),
+                        # the reference documents epoch seconds (the connector normalises both shapes)
+                        "firstSeen": int(self.day_starts[days[0]].timestamp()),
+                        "lastSeen": int(last_seen.timestamp()),  # type: ignore[union-attr]
                         "usage": {"sent": sent, "recv": recv, "total": sent + recv},
                     }
                 )

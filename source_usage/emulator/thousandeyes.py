@@ -335,6 +335,7 @@ class ThousandEyesApp(VendorApp):
                     },
                     "monthStart": month_start,
                     "monthEnd": month_end,
+                    "is_final": False,  # the open billing period keeps changing until it ends
                 }
                 for field, counts in self.group_counts.items():
                     record[field] = sum(count for _, count in counts)
@@ -350,8 +351,11 @@ class ThousandEyesApp(VendorApp):
                         "testType": test.test_type,
                         "cloudUnitsUsed": test.cloud_used(step),
                         "cloudUnitsProjected": test.cloud_projected(step),
+                        "is_final": False,
                     }
                     for test in tests
+                    # a test reported without its account group or id has no key: it cannot be delivered
+                    if not {"aid", "testId"} & set(test.omitted)
                 ]
         raise KeyError(stream)
 

@@ -92,6 +92,9 @@ def _invalid(parameter: str, value: Any, expectation: str) -> _Refused:
     return _Refused(twilio_error(400, 20001, f"Invalid {parameter} parameter '{value}': {expectation}"))
 
 
+FINAL_AFTER = timedelta(hours=48)  # usage arrives up to 48 hours late; billing follows within 24 hours
+
+
 def months_before(moment: datetime, months: int) -> datetime:
     """The same day and time `months` calendar months earlier (clamped to the month's last day)."""
     year, month_index = divmod(moment.year * 12 + moment.month - 1 - months, 12)
@@ -360,6 +363,10 @@ class TwilioApp(VendorApp):
             }
             for name in self._null_fields(granularity, "sim", self.sim_sids[sim], start_time):
                 record[name] = None
+            # Twilio's rule as the connector documents it: final once the period ended 48 hours before it was
+            # read and was billed (or had nothing to bill).
+            ended_long_ago = period_start + period <= now - FINAL_AFTER
+            record["is_final"] = ended_long_ago and (record["billed_unit"] is not None or record["data_total"] == 0)
             records.append(record)
         return records
 
