@@ -54,7 +54,7 @@ def test_a_token_expiring_in_the_middle_of_a_sync_is_renewed_without_failing_it(
         assert any("authenticating again" in line for line in run.logs("INFO"))
 
 
-def test_incremental_read_returns_only_changed_monthly_figures_and_minutes_not_delivered_before() -> None:
+def test_incremental_read_returns_only_changed_monthly_figures_new_minutes_and_the_newest_minute_now_final() -> None:
     with Emulator(seed=9, rate_limits=True, vendors=["emnify"], emnify={"endpoints": 30, "now": AFTER_MIDNIGHT}) as emulator:
         config = emulator.config(start_date="2026-08-01T00:00:00Z")
         catalog = configured_catalog(config, STREAMS)
@@ -76,8 +76,14 @@ def test_incremental_read_returns_only_changed_monthly_figures_and_minutes_not_d
         minutes_after = emulator.expected(LAST_HOUR, start_date=config["start_date"])
         new_minutes = [record for record in minutes_after if (record["endpoint_id"], record["traffic_type"], record["minute"]) not in distinct_minutes(minutes_before)]
         assert len(new_minutes) == 30 * 2 * 10, "two steps of five minutes for every endpoint and traffic type"
-        assert_records_match(second.records(LAST_HOUR), new_minutes, pk, LAST_HOUR)
-        assert distinct_keys(second.records(LAST_HOUR), pk).isdisjoint(distinct_keys(first.records(LAST_HOUR), pk))
+        # The first sync's newest minute was provisional: the second sync delivers it again, now final.
+        newest_before = max(record["minute"] for record in minutes_before)
+        now_final = [record for record in minutes_after if record["minute"] == newest_before]
+        assert {record["is_final"] for record in now_final} == {True}
+        assert {record["is_final"] for record in first.records(LAST_HOUR) if record["minute"] == newest_before} == {False}
+        assert_records_match(second.records(LAST_HOUR), new_minutes + now_final, pk, LAST_HOUR)
+        again = distinct_keys(second.records(LAST_HOUR), pk) & distinct_keys(first.records(LAST_HOUR), pk)
+        assert again == distinct_keys(now_final, pk), "only the minute that was provisional is delivered twice"
 
 
 def distinct_minutes(records: list) -> set:

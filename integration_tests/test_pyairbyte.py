@@ -46,11 +46,12 @@ def expected_keys(emulator: Emulator, catalog: Mapping[str, Any], config: Mappin
             emulator.expected(entry["stream"]["name"], start_date=config["start_date"]), primary_key(catalog, entry["stream"]["name"])
         )
         for entry in catalog["streams"]
+        if entry["stream"]["name"] != "usage_ledger"  # checked against its sources in test_ledger.py
     }
 
 
 def row_counts(cache: CacheBase) -> Dict[str, int]:
-    return {name: len(dataset) for name, dataset in cache.streams.items()}
+    return {name: len(dataset) for name, dataset in cache.streams.items() if name != "usage_ledger"}
 
 
 def assert_two_syncs_land(emulator: Emulator, cache: CacheBase) -> None:

@@ -31,7 +31,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from source_usage.config import UsageConfig, specification, unknown_keys
 from source_usage.framework.errors import ConfigError, UsageError
 from source_usage.framework.settings import Settings, settings
-from source_usage.framework.stream import UsageStream
+from source_usage.framework.ledger import UsageLedger
 from source_usage.framework.sync import SyncContext
 
 MAX_STATE_DEPTH = 32  # a saved state nested deeper than this is not one the connector wrote
@@ -162,9 +162,11 @@ class SourceUsage(AbstractSource):
 
 
 def build_streams(parsed: UsageConfig, sync: SyncContext) -> List[Stream]:
+    """Each configured vendor's streams, then the usage ledger built from them (read last)."""
     streams: List[Stream] = []
     for plugin, vendor_config in parsed.vendors:
         streams.extend(plugin.streams(plugin.connect(vendor_config, settings()), vendor_config, sync))
+    streams.append(UsageLedger(sync))
     return streams
 
 

@@ -21,7 +21,7 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Generic, Iterable, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, Generator, Generic, Iterable, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -206,11 +206,14 @@ StreamEvent = Union[Records, Checkpoint, Ended, Failure]
 
 
 class StreamProducer:
-    """What a feed runs for one stream: its name and a generator of its events (`Records`, `Checkpoint`)."""
+    """What a feed runs for one stream: its name and a generator of its events (`Records`, `Checkpoint`).
+    A silent producer is read for its side effects only (the usage ledger of a stream nobody selected):
+    its events are not handed to a reader."""
 
-    def __init__(self, name: str, events: Callable[[], Iterator[StreamEvent]]) -> None:
+    def __init__(self, name: str, events: Callable[[], Iterator[StreamEvent]], silent: bool = False) -> None:
         self.name = name
         self.events = events
+        self.silent = silent
 
 
 class VendorFeed:
@@ -231,12 +234,13 @@ class VendorFeed:
     ) -> None:
         self.vendor = vendor
         self._on_finished = on_finished
-        self.names = [producer.name for producer in producers]
+        self.names = [producer.name for producer in producers if not producer.silent]
         self._producers = list(producers)
         self._stop = stop
         self._channel: Channel[tuple] = Channel(buffered, stop)
         self._thread = threading.Thread(target=self._produce, name=f"feed-{vendor}", daemon=True)
         self._started = False
+        self.failures: Dict[str, BaseException] = {}
 
     def start(self) -> None:
         if not self._started:
@@ -246,6 +250,9 @@ class VendorFeed:
     def _produce(self) -> None:
         try:
             for producer in self._producers:
+                if producer.silent:
+                    self._run_silently(producer)
+                    continue
                 events = producer.events()
                 try:
                     for event in events:
@@ -263,6 +270,22 @@ class VendorFeed:
                 self._on_finished()
             except Exception as problem:  # a summary must never fail a sync
                 logging.getLogger("airbyte").warning(f"{self.vendor}: the end-of-sync summary failed: {problem}")
+
+    def _run_silently(self, producer: StreamProducer) -> None:
+        try:
+            for _ in producer.events():
+                if self._stop.is_set():
+                    return
+        except Exception as error:  # its consumers (the ledger) say what is missing
+            self.failures[producer.name] = error
+            logging.getLogger("airbyte").warning(f"{self.vendor}: reading {producer.name} for the usage ledger failed: {error}")
+
+    def wait(self) -> None:
+        """Until the feed's thread finished (or the sync stopped)."""
+        if not self._started:
+            self.start()
+        while self._thread.is_alive() and not self._stop.is_set():
+            self._thread.join(POLL_SECONDS)
 
     def events(self, name: str) -> Iterator[StreamEvent]:
         """The stream's events as it produced them; a failure is raised here, in the reader's thread."""

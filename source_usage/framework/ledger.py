@@ -15,13 +15,17 @@ then reads those sources from their start, which emits their records again under
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
-
-from airbyte_cdk.models import SyncMode
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from source_usage.framework.cursors import StreamCursor
+from source_usage.framework.stream import UsageStream
 from source_usage.framework.windows import iso_z, parse_timestamp
+
+if TYPE_CHECKING:
+    from source_usage.framework.sync import SyncContext
+    from source_usage.framework.validation import RecordValidator
 
 LEDGER_STREAM = "usage_ledger"
 
@@ -119,4 +123,57 @@ def rows_in_batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[Li
         yield batch
 
 
-LEDGER_SYNC_MODE = SyncMode.incremental
+class LedgerCollector:
+    """Collects the ledger's rows while its sources are read (from any worker thread) and each source run's
+    latest state, for the ledger stream to emit once every vendor is done."""
+
+    def __init__(self, saved: Mapping[str, Any], validator: "RecordValidator") -> None:
+        from source_usage.framework.shared import Spool
+
+        self.saved = saved
+        self.spool = Spool(prefix="source-usage-ledger-")
+        self.states: Dict[str, Mapping[str, Any]] = {}
+        self._validator = validator
+        self._lock = threading.Lock()
+
+    def source_state(self, source: str) -> Optional[Mapping[str, Any]]:
+        return saved_source_state(self.saved, source)
+
+    def sink(self, stream: "UsageStream", partition: Mapping[str, Any], records: List[dict]) -> None:
+        rows = [row for record in records for row in stream.ledger_rows(record)]
+        for row in rows:
+            self._validator.validate(row)
+        self.spool.extend(rows)
+
+    def keep_state(self, source: str) -> "Callable[[Mapping[str, Any]], None]":
+        def keep(state: Mapping[str, Any]) -> None:
+            with self._lock:
+                self.states[source] = state
+
+        return keep
+
+    def final_state(self) -> Mapping[str, Any]:
+        with self._lock:
+            return {"sources": dict(sorted(self.states.items()))}
+
+
+class UsageLedger(UsageStream):
+    """The usage of every configured vendor in one shape (see the module's docstring and the README)."""
+
+    name = LEDGER_STREAM
+    primary_key = ["vendor", "account_id", "subject_type", "subject_id", "metric", "granularity", "period_start"]
+    cursor_field = "period_start"
+
+    def __init__(self, sync: "SyncContext") -> None:
+        super().__init__(None, sync)  # type: ignore[arg-type]  # built from every vendor, it has none of its own
+
+    @property
+    def vendor_name(self) -> str:
+        return LEDGER_STREAM
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def make_cursor(self) -> LedgerCursor:
+        return LedgerCursor()

@@ -60,6 +60,11 @@ class VendorPlugin(ABC, Generic[Config]):
     def check(self, connection: "VendorConnection", config: Config, sync: "SyncContext") -> None:
         """A cheap authenticated request (or two) proving the config works; raises a UsageError."""
 
+    def ledger_sources(self, selected: Sequence[str]) -> Optional[Sequence[str]]:
+        """Which of the vendor's streams the usage ledger is built from, given the streams selected; None
+        means every stream that feeds the ledger. (emnify: its daily series when selected, or alone.)"""
+        return None
+
     def sync_finished(self, connection: "VendorConnection", sync: "SyncContext") -> None:
         """Called once the vendor's selected streams were read (emnify logs its quota use here)."""
 

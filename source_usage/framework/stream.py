@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Generator, Generic, Iterable, Iterator, List, Mapping, MutableMapping, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Generic, Iterable, Iterator, List, Mapping, MutableMapping, Optional, TypeVar, Union
 
 from airbyte_cdk.models import AirbyteMessage, AirbyteRecordMessage, SyncMode, Type
 from airbyte_cdk.sources.streams import CheckpointMixin, Stream
@@ -59,6 +59,7 @@ class UsageStream(Stream, CheckpointMixin, Generic[C]):
     endpoint: Optional[Endpoint] = None  # what `read_partition` reads by default
     max_workers: Optional[int] = None  # default: the vendor's
     records_sync_time = False  # keep `synced_at` in the state (how often the sync runs, for quota estimates)
+    feeds_ledger = False  # a usage stream whose records become rows of the usage ledger (`ledger_rows`)
 
     def __init__(self, vendor: VendorConnection, sync: "SyncContext") -> None:
         self.vendor = vendor
@@ -82,6 +83,10 @@ class UsageStream(Stream, CheckpointMixin, Generic[C]):
 
     def make_cursor(self) -> C:
         return NoCursor()  # type: ignore[return-value]
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterable[Dict[str, Any]]:
+        """The usage ledger's rows for one of this stream's records (see `framework.ledger`)."""
+        raise NotImplementedError(f"{self.name} does not feed the usage ledger")
 
     # ----- the Airbyte stream ------------------------------------------------------------------------
 
@@ -161,7 +166,8 @@ class StreamRun(Generic[C]):
         self._keys = stream.required_fields()
         self._skipped: Counter = Counter()  # records without a key or cursor value, by field
         self._lock = threading.Lock()
-        self.sinks: List[Any] = []  # other consumers of the records (the usage ledger)
+        self.sinks: List[Callable[[UsageStream, Partition, List[dict]], None]] = []  # other consumers of the records (the ledger)
+        self.on_checkpoint: List[Callable[[Mapping[str, Any]], None]] = []  # who else keeps the run's state (the ledger)
 
     @property
     def incremental(self) -> bool:
@@ -180,12 +186,18 @@ class StreamRun(Generic[C]):
             elif cursor.close_partition(event.partition, event.result):
                 if len(cursor) < LARGE_STATE_PARTITIONS or time.monotonic() - last_checkpoint >= LARGE_STATE_CHECKPOINT_SECONDS:
                     last_checkpoint = time.monotonic()
-                    yield Checkpoint(dict(cursor.state))
+                    yield self._checkpoint(Checkpoint)
         self._report_skipped()
         cursor.saw_every_partition(planned)
         if stream.records_sync_time and self.incremental and isinstance(getattr(cursor, "extra", None), dict):
             cursor.extra["synced_at"] = iso_z(datetime.now(timezone.utc).replace(microsecond=0))
-        yield FinalCheckpoint(dict(cursor.state))
+        yield self._checkpoint(FinalCheckpoint)
+
+    def _checkpoint(self, kind: type) -> Checkpoint:
+        state = dict(self.cursor.state)
+        for keep in self.on_checkpoint:
+            keep(state)
+        return kind(state)
 
     def _planned(self, planned: List[Partition]) -> Iterator[Partition]:
         for partition in self.stream.partitions(self):

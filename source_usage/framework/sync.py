@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, SyncMode
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 
-from source_usage.framework.concurrency import StreamEvent, StreamProducer, VendorFeed
+from airbyte_cdk.models import FailureType
+
+from source_usage.framework.concurrency import BATCH_RECORDS, Records, StreamEvent, StreamProducer, VendorFeed, batches
+from source_usage.framework.errors import UsageError
+from source_usage.framework.ledger import LEDGER_STREAM, LedgerCollector
+from source_usage.framework.validation import RecordValidator
 
 if TYPE_CHECKING:
     from source_usage.framework.stream import UsageStream
@@ -63,6 +68,7 @@ class SyncContext:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._started = False
+        self._ledger: Optional[LedgerCollector] = None
 
     def register(self, stream: "UsageStream") -> None:
         self._streams[stream.name] = stream
@@ -85,36 +91,98 @@ class SyncContext:
     def events_for(self, stream: "UsageStream", sync_mode: SyncMode, state: Mapping[str, Any]) -> Iterator[StreamEvent]:
         """The events of `stream`: from its vendor's feed in a sync, else from a feed of its own."""
         self._start_feeds()
+        if stream.name == LEDGER_STREAM:
+            return self._ledger_events()
         feed = self._feeds.get(stream.name)
         if feed is None:
             feed = VendorFeed(stream.vendor_name, [self._producer(stream, sync_mode, state)], self._stop)
         return feed.events(stream.name)
 
-    def _producer(self, stream: "UsageStream", sync_mode: SyncMode, state: Mapping[str, Any]) -> StreamProducer:
+    def _producer(
+        self, stream: "UsageStream", sync_mode: SyncMode, state: Mapping[str, Any], ledger: Optional[LedgerCollector] = None, silent: bool = False
+    ) -> StreamProducer:
         from source_usage.framework.stream import StreamRun
 
         def events() -> Iterator[StreamEvent]:
-            return StreamRun(stream, sync_mode, state, self.logger).events()
+            run = StreamRun(stream, sync_mode, state, self.logger)
+            if ledger is not None:
+                run.sinks.append(ledger.sink)
+                run.on_checkpoint.append(ledger.keep_state(stream.name))
+            return run.events()
 
-        return StreamProducer(stream.name, events)
+        return StreamProducer(stream.name, events, silent)
 
     def _start_feeds(self) -> None:
         with self._lock:
             if self._started or self._catalog is None:
                 return
             self._started = True
+            self._ledger = self._ledger_collector()
+            sources = self._ledger_sources() if self._ledger is not None else set()
             by_vendor: Dict[str, List[StreamProducer]] = {}
             for name in self.selected:
                 stream = self._streams.get(name)
-                if stream is None:
+                if stream is None or name == LEDGER_STREAM:
                     continue
-                producer = self._producer(stream, self.sync_mode(name), self.saved_state(name, stream.namespace))
-                by_vendor.setdefault(stream.vendor_name, []).append(producer)
+                state = self.saved_state(name, stream.namespace)
+                if name in sources and state and self._ledger is not None and self._ledger.source_state(name) is None:
+                    self.logger.info(f"{name}: read from its start this time: the usage ledger has no state for it yet")
+                    state = {}
+                ledger = self._ledger if name in sources else None
+                by_vendor.setdefault(stream.vendor_name, []).append(self._producer(stream, self.sync_mode(name), state, ledger))
+            for name in sorted(sources - set(self.selected)):
+                stream = self._streams[name]
+                assert self._ledger is not None
+                ledger_mode = self.sync_mode(LEDGER_STREAM)
+                state = (self._ledger.source_state(name) or {}) if ledger_mode == SyncMode.incremental else {}
+                by_vendor.setdefault(stream.vendor_name, []).append(self._producer(stream, ledger_mode, state, self._ledger, silent=True))
             for vendor, producers in by_vendor.items():
                 feed = VendorFeed(vendor, producers, self._stop, on_finished=lambda vendor=vendor: self._vendor_finished(vendor))
                 for producer in producers:
                     self._feeds[producer.name] = feed
                 feed.start()
+
+    def _ledger_collector(self) -> Optional[LedgerCollector]:
+        ledger = self._streams.get(LEDGER_STREAM)
+        if ledger is None or LEDGER_STREAM not in self.selected:
+            return None
+        saved = self.saved_state(LEDGER_STREAM) if self.sync_mode(LEDGER_STREAM) == SyncMode.incremental else {}
+        return LedgerCollector(saved, RecordValidator(LEDGER_STREAM, ledger.get_json_schema()))
+
+    def _ledger_sources(self) -> set:
+        """The streams the ledger is built from: per vendor, what its plugin says (by default every stream
+        that feeds the ledger)."""
+        from source_usage.framework.plugin import plugin_named
+
+        by_vendor: Dict[str, List["UsageStream"]] = {}
+        for stream in self._streams.values():
+            if stream.name != LEDGER_STREAM:
+                by_vendor.setdefault(stream.vendor_name, []).append(stream)
+        sources = set()
+        for vendor, streams in by_vendor.items():
+            chosen = plugin_named(vendor).ledger_sources(self.selected)
+            names = set(chosen) if chosen is not None else {stream.name for stream in streams if stream.feeds_ledger}
+            sources |= {stream.name for stream in streams if stream.name in names and stream.feeds_ledger}
+        return sources
+
+    def _ledger_events(self) -> Iterator[StreamEvent]:
+        """The ledger's rows once every vendor's streams were read, then its state; a source read only for
+        the ledger that failed fails the ledger after its rows and state (both consistent) were handed on."""
+        from source_usage.framework.stream import FinalCheckpoint
+
+        collector = self._ledger
+        if collector is None:
+            return
+        feeds = set(self._feeds.values())
+        for feed in feeds:
+            feed.wait()
+        for batch in batches(collector.spool.drain(), BATCH_RECORDS):
+            yield Records(batch)
+        yield FinalCheckpoint(collector.final_state())
+        failed = {name: error for feed in feeds for name, error in feed.failures.items()}
+        if failed:
+            names = ", ".join(sorted(failed))
+            raise UsageError(f"{LEDGER_STREAM}: incomplete: reading {names} for it failed ({next(iter(failed.values()))})", FailureType.transient_error)
 
     def _vendor_finished(self, vendor: str) -> None:
         from source_usage.framework.plugin import plugin_named

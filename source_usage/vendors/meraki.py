@@ -35,6 +35,7 @@ from source_usage.framework.endpoint import Endpoint, expect_list
 from source_usage.framework.error_handling import Override, VendorErrors, json_body
 from source_usage.framework.errors import UsageError
 from source_usage.framework.hosts import Origin
+from source_usage.framework.ledger import BYTES_PER_KILOBYTE, ledger_row, period_end, scaled
 from source_usage.framework.paginators import LinkHeaderPaginator
 from source_usage.framework.plugin import VendorPlugin
 from source_usage.framework.settings import Settings
@@ -401,8 +402,31 @@ class MerakiClientUsageHistories(MerakiStream[PerPartitionCursor]):
             on_ignored=directory._skip_network,
         )
 
+    feeds_ledger = True
+
     def make_cursor(self) -> PerPartitionCursor:
         return PerPartitionCursor("ts", ["networkId"])
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
+        """Bytes sent, received and in total per client and day (Meraki's kilobytes times 1,024)."""
+        sent, received = scaled(record["sent"], BYTES_PER_KILOBYTE), scaled(record["recv"], BYTES_PER_KILOBYTE)
+        total = None if sent is None or received is None else sent + received
+        for metric, quantity in (("data_sent_bytes", sent), ("data_received_bytes", received), ("data_total_bytes", total)):
+            yield ledger_row(
+                vendor=NAME,
+                account_id=record["organizationId"],
+                subject_type="client",
+                subject_id=f"{record['networkId']}/{record['clientId']}",
+                metric=metric,
+                quantity=quantity,
+                unit="bytes",
+                granularity="day",
+                period_start=record["ts"],
+                period_end=period_end(record["ts"], BUCKET),
+                is_final=record["is_final"],
+                observed_at=record["observed_at"],
+                source_stream=self.name,
+            )
 
     def partitions(self, run: StreamRun[PerPartitionCursor]) -> Iterable[Partition]:
         for org_id, network in self.directory.networks_round_robin():

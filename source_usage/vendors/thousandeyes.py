@@ -39,6 +39,7 @@ from source_usage.framework.config_fields import base_url, optional_text, secret
 from source_usage.framework.cursors import Partition, WindowedCursor
 from source_usage.framework.endpoint import Endpoint, expect_object
 from source_usage.framework.error_handling import VendorErrors, problem_details
+from source_usage.framework.ledger import ledger_row
 from source_usage.framework.errors import UsageError
 from source_usage.framework.paginators import HalNextLinkPaginator
 from source_usage.framework.plugin import VendorPlugin
@@ -184,6 +185,28 @@ class ThousandEyesUsage(ThousandEyesStream):
 
     name = "thousandeyes_usage"
     primary_key = ["monthStart"]
+    feeds_ledger = True
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
+        """The organization's own counters; per-test units are the test rows' (`cloud_units`): these totals
+        are separate metrics so that a sum of units per test is not counted twice."""
+        account = self.period.config.account_group_id or "organization"
+        for metric, quantity in (("cloud_units_total", record.get("cloudUnitsUsed")), ("enterprise_units_total", record.get("enterpriseUnitsUsed"))):
+            yield ledger_row(
+                vendor=NAME,
+                account_id=account,
+                subject_type="organization",
+                subject_id=account,
+                metric=metric,
+                quantity=quantity,
+                unit="units",
+                granularity="billing_period",
+                period_start=record["monthStart"],
+                period_end=record.get("monthEnd"),
+                is_final=record["is_final"],
+                observed_at=record["observed_at"],
+                source_stream=self.name,
+            )
 
     def read_partition(self, partition: Partition, run: StreamRun[WindowedCursor]) -> Iterable[dict]:
         document = self.period.details()
@@ -195,6 +218,29 @@ class ThousandEyesTestUsage(ThousandEyesStream):
 
     name = "thousandeyes_test_usage"
     primary_key = ["monthStart", "aid", "testId"]
+    feeds_ledger = True
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
+        yield ledger_row(
+            vendor=NAME,
+            account_id=record["aid"],
+            subject_type="test",
+            subject_id=record["testId"],
+            subject_name=record.get("testName"),
+            metric="cloud_units",
+            quantity=record.get("cloudUnitsUsed"),
+            unit="units",
+            granularity="billing_period",
+            period_start=record["monthStart"],
+            period_end=self._period_end(),
+            is_final=record["is_final"],
+            observed_at=record["observed_at"],
+            source_stream=self.name,
+        )
+
+    def _period_end(self) -> Optional[str]:
+        quota = self.period.details()["usage"].get("quota")
+        return instant(quota.get("monthEnd"), "quota.monthEnd") if isinstance(quota, Mapping) else None
 
     def read_partition(self, partition: Partition, run: StreamRun[WindowedCursor]) -> Iterable[dict]:
         document = self.period.details()

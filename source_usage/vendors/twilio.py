@@ -37,6 +37,7 @@ from source_usage.framework.config_fields import base_url, integer, nonempty, se
 from source_usage.framework.cursors import Partition, WindowedCursor
 from source_usage.framework.endpoint import Endpoint, expect_object
 from source_usage.framework.error_handling import VendorErrors
+from source_usage.framework.ledger import ledger_row
 from source_usage.framework.errors import ConfigError, UsageError
 from source_usage.framework.paginators import NextPageUrlPaginator
 from source_usage.framework.plugin import VendorPlugin
@@ -195,6 +196,34 @@ class TwilioSupersimUsageRecords(UsageStream[WindowedCursor]):
             paginator=NextPageUrlPaginator(("meta", "next_page_url"), "PageSize", MAX_PAGE_SIZE),
             max_pages=5000,
         )
+
+    feeds_ledger = True
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
+        """Bytes up, down and in total per SIM and period; the billed amount on the total."""
+        billed = record["billed_unit"] is not None
+        for metric, quantity, cost in (
+            ("data_sent_bytes", record["data_upload"], None),
+            ("data_received_bytes", record["data_download"], None),
+            ("data_total_bytes", record["data_total"], record["data_total_billed"] if billed else None),
+        ):
+            yield ledger_row(
+                vendor=NAME,
+                account_id=record["account_sid"] or self.config.account_sid,
+                subject_type="sim",
+                subject_id=record["sim_sid"],
+                metric=metric,
+                quantity=quantity,
+                unit="bytes",
+                cost=cost,
+                currency=record["billed_unit"] if cost is not None else None,
+                granularity=record["granularity"],
+                period_start=record["start_time"],
+                period_end=record["end_time"],
+                is_final=record["is_final"],
+                observed_at=record["observed_at"],
+                source_stream=self.name,
+            )
 
     def make_cursor(self) -> WindowedCursor:
         cursor = WindowedCursor("start_time", order=lambda partition: partition["window_index"])

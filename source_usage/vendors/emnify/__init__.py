@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -50,6 +50,7 @@ from source_usage.framework.endpoint import Endpoint, expect_list, expect_object
 from source_usage.framework.error_handling import Override, VendorErrors, json_body
 from source_usage.framework.errors import UsageError
 from source_usage.framework.hosts import Origin
+from source_usage.framework.ledger import ledger_row
 from source_usage.framework.paginators import PageNumberPaginator
 from source_usage.framework.plugin import VendorPlugin
 from source_usage.framework.settings import Settings
@@ -203,6 +204,8 @@ class EmnifyDirectory:
         self.snapshots: SharedResponses[str, Mapping[str, Any]] = SharedResponses(self._snapshot, len(consumers))
         self._gone: set = set()
         self._lock = threading.Lock()
+        self.authenticator = authenticator
+        self.names: Dict[Any, str] = {}  # endpoint id -> name, from the listing (for the usage ledger)
 
     def endpoint_ids(self) -> List[Any]:
         """The ids the endpoints stream listed in this sync, or listed now if it was not read."""
@@ -234,6 +237,8 @@ class EmnifyDirectory:
                     if key is not None and key in seen:
                         continue
                     seen.add(key)
+                    if key is not None and isinstance(endpoint.get("name"), str):
+                        self.names[key] = endpoint["name"]
                     yield endpoint_record(endpoint)
             if total[0] is None or len(seen) >= total[0]:
                 return
@@ -248,6 +253,19 @@ class EmnifyDirectory:
         for record in self.vendor.records(self.stats_endpoint, {"endpoint_id": endpoint_id}):
             return record
         return {"gone": True}
+
+    def ledger_row(self, record: Mapping[str, Any], **row: Any) -> Dict[str, Any]:
+        """A ledger row about one of this organisation's endpoints."""
+        return ledger_row(
+            vendor=NAME,
+            account_id=self.authenticator.organisation_id or "default",
+            subject_type="endpoint",
+            subject_id=record["endpoint_id"],
+            subject_name=self.names.get(record["endpoint_id"]),
+            is_final=record["is_final"],
+            observed_at=record["observed_at"],
+            **row,
+        )
 
     def endpoint_gone(self, response: requests.Response, partition: Partition) -> None:
         endpoint_id = partition["endpoint_id"]
@@ -389,6 +407,14 @@ class Emnify(VendorPlugin[EmnifyConfig]):
             EmnifyEndpointUsageLastHour(connection, sync, directory),
             EmnifyEndpointUsageDaily(connection, sync, directory, config.daily_lookback),
         ]
+
+    def ledger_sources(self, selected: Sequence[str]) -> Sequence[str]:
+        """The daily series when it is selected (or when neither it nor the monthly figures are); else the
+        monthly figures. Never both, which would count the same traffic twice, and never the last hour's
+        minutes, which the month already holds."""
+        if EmnifyEndpointUsageMonthly.name in selected and EmnifyEndpointUsageDaily.name not in selected:
+            return [EmnifyEndpointUsageMonthly.name]
+        return [EmnifyEndpointUsageDaily.name]
 
     def check(self, connection: VendorConnection, config: EmnifyConfig, sync: SyncContext) -> None:
         """Authenticate and read the first page of endpoints."""

@@ -49,6 +49,7 @@ class EmnifyAuthenticator(AuthBase, ResponseAware):
         self._refused = False  # the last token was refused: the next one replaces a refused token
         self._connection: Optional[VendorConnection] = None
         self.logins = 0
+        self.organisation_id: Optional[str] = None  # from the JWT's `esc.org` claim, when it has one
 
     def log_in_through(self, connection: VendorConnection) -> None:
         """The connection whose client (retries, budget) sends `POST /authenticate`, without this authenticator."""
@@ -104,6 +105,7 @@ class EmnifyAuthenticator(AuthBase, ResponseAware):
         if not isinstance(token, str) or not token or len(token) > 16384:
             raise UsageError("emnify: POST /authenticate succeeded but its answer has no usable auth_token", FailureType.system_error)
         register_secret(token)
+        self.organisation_id = organisation_of(token) or self.organisation_id
         now = self._clock()
         expires_at = token_expiry(token, now)
         self._token = token
@@ -131,6 +133,16 @@ def token_expiry(token: str, now: float) -> float:
     if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool) and now < expires_at <= now + TOKEN_LIFETIME.total_seconds():
         return float(expires_at)
     return now + TOKEN_LIFETIME.total_seconds()
+
+
+def organisation_of(token: str) -> Optional[str]:
+    """The organisation id emnify puts in its JWTs (`esc.org`; read without verifying the signature)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    value = claims.get("esc.org") if isinstance(claims, Mapping) else None
+    return str(value) if isinstance(value, (int, str)) and str(value).strip() else None
 
 
 class RetryAtOnceWithNewToken(BackoffStrategy):

@@ -121,8 +121,17 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
             on_ignored=self._ignored,
         )
 
+    feeds_ledger = True
+
     def make_cursor(self) -> PerPartitionCursor:
         return PerPartitionCursor("date", ["endpoint_id"])
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
+        from source_usage.vendors.emnify.statistics import kind_rows
+
+        start = f"{record['date']}T00:00:00Z"
+        end = f"{(date.fromisoformat(record['date']) + timedelta(days=1)).isoformat()}T00:00:00Z"
+        return kind_rows(self.directory, record, record["traffic_kind"], "day", start, end, self.name, cost=record.get("cost"), currency=record.get("currency"))
 
     def partitions(self, run: StreamRun[PerPartitionCursor]) -> Iterable[Partition]:
         return self.directory.endpoint_partitions()

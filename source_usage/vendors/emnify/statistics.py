@@ -22,6 +22,7 @@ from airbyte_cdk.models import FailureType
 
 from source_usage.framework.cursors import Partition, PerPartitionCursor, StreamCursor, VersionedCursor
 from source_usage.framework.errors import UsageError
+from source_usage.framework.ledger import BYTES_PER_MEGABYTE, scaled
 from source_usage.framework.stream import StreamRun, UsageStream
 from source_usage.framework.values import decimal_number, instant
 from source_usage.framework.windows import iso_z, parse_timestamp
@@ -62,6 +63,18 @@ class EmnifyEndpointUsageMonthly(EmnifyStatsStream):
     name = "emnify_endpoint_usage_monthly"
     primary_key = ["endpoint_id", "month", "traffic_type_id"]
     cursor_field = "last_updated"
+    feeds_ledger = True
+
+    def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
+        kind = TRAFFIC_KINDS.get(record.get("traffic_type_id"))
+        if kind is None:
+            return
+        currency = record.get("currency") if isinstance(record.get("currency"), Mapping) else {}
+        month = record["month"]
+        yield from kind_rows(
+            self.directory, record, kind, "month", month, iso_z(_next_month(parse_timestamp(month))), self.name,
+            cost=record.get("cost"), currency=currency.get("code"),
+        )
 
     def make_cursor(self) -> VersionedCursor:
         return VersionedCursor(
@@ -87,6 +100,46 @@ class EmnifyEndpointUsageLastHour(EmnifyStatsStream):
 
     def flatten(self, snapshot: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
         return minute_records(snapshot["body"].get("last_hour"), endpoint_id, parse_timestamp(snapshot["as_of"]), snapshot["observed_at"])
+
+
+# ----- the usage ledger ------------------------------------------------------------------------------------
+
+TRAFFIC_KINDS = {5: "data", 6: "sms"}  # emnify's traffic type ids
+KIND_METRICS = {
+    # kind: (unit, factor, metric of the total, of what the device sent, of what it received)
+    "data": ("bytes", BYTES_PER_MEGABYTE, "data_total_bytes", "data_sent_bytes", "data_received_bytes"),
+    "sms": ("messages", 1, "sms_count", "sms_sent_count", "sms_received_count"),
+    "sat_geo_data": ("bytes", BYTES_PER_MEGABYTE, "satellite_data_total_bytes", "satellite_data_sent_bytes", "satellite_data_received_bytes"),
+    "sat_geo_sms": ("messages", 1, "satellite_sms_count", "satellite_sms_sent_count", "satellite_sms_received_count"),
+}
+
+
+def kind_rows(
+    directory: Any, record: Mapping[str, Any], kind: str, granularity: str, start: str, end: str, source: str,
+    cost: Any = None, currency: Optional[str] = None,
+) -> Iterator[dict]:
+    """The ledger rows of one endpoint's volume of one kind in one period: the total (with its cost), what
+    the device transmitted (`volume_tx`, sent) and what it received (`volume_rx`), converted once to bytes
+    (emnify's MB times 1,048,576) or counted in messages."""
+    unit, factor, total, sent, received = KIND_METRICS[kind]
+    for metric, field in ((total, "volume"), (sent, "volume_tx"), (received, "volume_rx")):
+        is_total = metric == total
+        yield directory.ledger_row(
+            record,
+            metric=metric,
+            quantity=scaled(record.get(field), factor),
+            unit=unit,
+            cost=cost if is_total else None,
+            currency=currency if is_total and cost is not None else None,
+            granularity=granularity,
+            period_start=start,
+            period_end=end,
+            source_stream=source,
+        )
+
+
+def _next_month(moment: datetime) -> datetime:
+    return (moment.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
 # ----- flattening -------------------------------------------------------------------------------------------
