@@ -65,6 +65,10 @@ class Attempt:
             self.expire()
             raise DeadlineExceeded(self.seconds)
 
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+
     def expire(self) -> None:
         with self._lock:
             if self.done or self.expired:
@@ -131,8 +135,7 @@ def attempt_deadline(seconds: float) -> Iterator[Attempt]:
     try:
         yield attempt
     finally:
-        with attempt._lock:
-            attempt.done = True
+        attempt.finish()
         _current.attempt = previous
 
 

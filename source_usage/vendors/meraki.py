@@ -150,8 +150,8 @@ class MerakiDirectory:
             records=self._networks_of,
             paginator=LinkHeaderPaginator("perPage", 100000),
             max_pages=100,
-            overrides={403: ResponseAction.IGNORE, 404: self._organization_not_found},
-            on_ignored=self._skip_organization,
+            overrides={403: ResponseAction.IGNORE, 404: self.organization_not_found},
+            on_ignored=self.skip_organization_after,
         )
         self.clients_endpoint = Endpoint(
             "networks/{networkId}/clients",
@@ -160,7 +160,7 @@ class MerakiDirectory:
             paginator=LinkHeaderPaginator("perPage", 5000),
             max_pages=1000,
             overrides={404: ResponseAction.IGNORE, 403: ResponseAction.IGNORE},
-            on_ignored=self._skip_network,
+            on_ignored=self.skip_network,
         )
         self._organizations: OncePerKey[str, List[dict]] = OncePerKey(lambda _: self._list_organizations())
         self._networks: OncePerKey[str, List[dict]] = OncePerKey(self._list_networks)
@@ -265,7 +265,7 @@ class MerakiDirectory:
 
     # skipping what cannot be read
 
-    def _organization_not_found(self, response: requests.Response) -> Optional[ErrorResolution]:
+    def organization_not_found(self, response: requests.Response) -> Optional[ErrorResolution]:
         if says_api_disabled(response):
             return ErrorResolution(ResponseAction.IGNORE, None, None)
         org = _ORG_PATH.search(response.request.path_url if response.request is not None else response.url)
@@ -275,10 +275,10 @@ class MerakiDirectory:
             f"meraki: organization {org.group(1) if org else '?'} was not found or the API key cannot see it (HTTP 404)",
         )
 
-    def _skip_organization(self, response: requests.Response, partition: Partition) -> None:
+    def skip_organization_after(self, response: requests.Response, partition: Partition) -> None:
         self.skip_organization(partition["organizationId"], None, _reason(response))
 
-    def _skip_network(self, response: requests.Response, partition: Partition) -> None:
+    def skip_network(self, response: requests.Response, partition: Partition) -> None:
         if response.status_code == 404 and says_api_disabled(response):
             self.skip_organization(partition["organizationId"], None, _reason(response))
             return
@@ -399,7 +399,7 @@ class MerakiClientUsageHistories(MerakiStream[PerPartitionCursor]):
             paginator=LinkHeaderPaginator("perPage", MAX_CLIENTS_PER_REQUEST),
             max_pages=100,
             overrides={404: ResponseAction.IGNORE, 403: ResponseAction.IGNORE},
-            on_ignored=directory._skip_network,
+            on_ignored=directory.skip_network,
         )
 
     feeds_ledger = True
@@ -498,7 +498,7 @@ class MerakiOrganizationLicenses(MerakiStream):
             records=self.records_of,
             paginator=LinkHeaderPaginator("perPage", 1000),
             max_pages=1000,
-            overrides={400: _coterm_only, 403: ResponseAction.IGNORE, 404: directory._organization_not_found},
+            overrides={400: _coterm_only, 403: ResponseAction.IGNORE, 404: directory.organization_not_found},
             on_ignored=self.skipped,
         )
 
