@@ -157,11 +157,33 @@ def all_stream_names(config: Mapping[str, Any]) -> List[str]:
     return [stream.name for stream in SourceUsage().discover(logging.getLogger("test"), config).streams]
 
 
+# The keys records are matched on, written here from the vendors' data (not discovered from the connector, so
+# that a connector declaring the wrong key cannot make its own records look right).
+PRIMARY_KEYS: Dict[str, List[str]] = {
+    "meraki_organizations": ["id"],
+    "meraki_networks": ["id"],
+    "meraki_network_clients": ["networkId", "id"],
+    "meraki_client_usage_histories": ["networkId", "clientId", "ts"],
+    "meraki_organization_licenses": ["organizationId", "id"],
+    "twilio_supersim_usage_records": ["sim_sid", "start_time"],
+    "emnify_endpoints": ["id"],
+    "emnify_endpoint_usage_monthly": ["endpoint_id", "month", "traffic_type_id"],
+    "emnify_endpoint_usage_last_hour": ["endpoint_id", "traffic_type", "minute"],
+    "emnify_endpoint_usage_daily": ["endpoint_id", "date", "traffic_kind"],
+    "thousandeyes_usage": ["monthStart"],
+    "thousandeyes_test_usage": ["monthStart", "aid", "testId"],
+    "usage_ledger": ["vendor", "account_id", "subject_type", "subject_id", "metric", "granularity", "period_start"],
+}
+
+
 def primary_key(catalog: Mapping[str, Any], stream: str) -> List[str]:
-    for entry in catalog["streams"]:
-        if entry["stream"]["name"] == stream:
-            return [path[0] for path in entry["stream"]["source_defined_primary_key"]]
-    raise KeyError(stream)
+    """The key to match `stream`'s records on; the catalog must list the stream (and declare that key)."""
+    names = {entry["stream"]["name"]: entry for entry in catalog["streams"]}
+    if stream not in names:
+        raise KeyError(stream)
+    declared = [path[0] for path in names[stream]["stream"]["source_defined_primary_key"]]
+    assert declared == PRIMARY_KEYS[stream], f"{stream} declares the primary key {declared}, not {PRIMARY_KEYS[stream]}"
+    return PRIMARY_KEYS[stream]
 
 
 def key_of(record: Mapping[str, Any], pk: Sequence[str]) -> tuple:
