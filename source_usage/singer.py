@@ -596,7 +596,7 @@ def about(output_format: str) -> str:
 
 
 def dotted_settings(spec: Mapping[str, Any], prefix: str = "") -> List[Tuple[str, Mapping[str, Any], bool]]:
-    """(dotted name, schema, required) of every leaf setting: `meraki.api_key`, as Meltano names nested
+    """(dotted name, schema, required) of every leaf setting: `<vendor>.api_key`, as Meltano names nested
     settings. A vendor's setting is required only once that vendor's object is configured."""
     settings: List[Tuple[str, Mapping[str, Any], bool]] = []
     required = set(spec.get("required") or ())

@@ -45,7 +45,7 @@ RETRY_ACTIONS = (ResponseAction.RETRY, ResponseAction.REFRESH_TOKEN_THEN_RETRY)
 
 
 class ResponseAware:
-    """An authenticator that wants to see every response (emnify's proves its token with a success)."""
+    """An authenticator that wants to see every response (a token login proves its token with a success)."""
 
     def update_from_response(self, request: requests.PreparedRequest, response: requests.Response) -> None:
         raise NotImplementedError
