@@ -56,7 +56,7 @@ from source_usage.framework.errors import UsageError
 from source_usage.framework.plugin import plugins
 from source_usage.framework.settings import reload_settings
 from source_usage.run import HideExpectedTracebacks, UsageEntrypoint, interruptible
-from source_usage.source import SourceUsage
+from source_usage.source import MAX_STATE_DEPTH, SourceUsage, state_depth
 
 TAP_NAME = "tap-usage"
 CAPABILITIES = ("catalog", "discover", "state", "about")
@@ -506,6 +506,8 @@ def read_state_file(path: str) -> Any:
     except (ValueError, RecursionError):
         state = "unreadable"
     try:
+        if state_depth(state) > MAX_STATE_DEPTH:
+            raise UsageError("nested too deeply")
         bookmarks_of(state)
         return state
     except (UsageError, RecursionError):
