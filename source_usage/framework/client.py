@@ -126,6 +126,8 @@ class VendorClient:
                 if attempt.expired:
                     raise self._failed(method, url, str(DeadlineExceeded(attempt.seconds)), FailureType.transient_error) from None
                 problem = failure
+            if attempt.expired:  # cut off while the headers dripped in: what was parsed is not an answer
+                raise self._failed(method, url, str(DeadlineExceeded(attempt.seconds)), FailureType.transient_error)
             if response is not None and isinstance(self.authenticator, ResponseAware) and authenticated:
                 self.authenticator.update_from_response(prepared, response)
             resolution = handler.interpret_response(response if response is not None else problem)
