@@ -204,34 +204,44 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
 
-class HostileServer:
+class Routes:
+    """Routes (method, path pattern, handler), the latest added first."""
+
+    def __init__(self, url: str = "http://127.0.0.1:0") -> None:
+        self.url = url
+        self.routes: List[Tuple[str, re.Pattern, Handler]] = []
+        self._lock = threading.Lock()
+
+    def route(self, method: str, pattern: str, handler: Handler) -> "Routes":
+        """Answer `method` requests (`*`: any) whose path matches `pattern` (re.search) with `handler`; the
+        latest route added wins over earlier ones."""
+        with self._lock:
+            self.routes.insert(0, (method.upper(), re.compile(pattern), handler))
+        return self
+
+    def mount(self, prefix: str, other: "Routes") -> None:
+        """Serves `other`'s routes under `prefix` too (the same handlers at `prefix` + their paths)."""
+        for method, pattern, handler in reversed(other.routes):
+            self.route(method, re.escape(prefix) + pattern.pattern, handler)
+
+
+class HostileServer(Routes):
     """A recording HTTP server whose answers are scripted per route."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.host = host
         self.received: List[Received] = []
         self.stopping = threading.Event()
-        self._routes: List[Tuple[str, re.Pattern, Handler]] = []
-        self._lock = threading.Lock()
         self._httpd = _HTTPServer((host, 0), _RequestHandler)
         self._httpd.hostile = self
         self.port = self._httpd.server_address[1]
+        self.url = f"http://{self.host}:{self.port}"
         self._thread: Optional[threading.Thread] = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def route(self, method: str, pattern: str, handler: Handler) -> "HostileServer":
-        """Answer `method` requests whose path matches `pattern` (re.search) with `handler`; the latest
-        route added wins over earlier ones."""
-        with self._lock:
-            self._routes.insert(0, (method.upper(), re.compile(pattern), handler))
-        return self
 
     def _find(self, exchange: Exchange) -> Optional[Handler]:
         with self._lock:
-            routes = list(self._routes)
+            routes = list(self.routes)
         for method, pattern, handler in routes:
             found = pattern.search(exchange.path)
             if method in (exchange.method, "*") and found:
@@ -336,7 +346,7 @@ def meraki_usage_histories(exchange: Exchange, point: Callable[[datetime], dict]
     ]
 
 
-def play_meraki(server: HostileServer, api_key: str = MERAKI_KEY) -> dict:
+def play_meraki(server: Routes, api_key: str = MERAKI_KEY) -> dict:
     """One organization with one network, one client, a usage point per day and one license."""
     p = re.escape(MERAKI_PREFIX)
     server.route("GET", p + r"/organizations$", lambda ex: ex.json([MERAKI_ORG]))
@@ -379,7 +389,7 @@ def twilio_records_for(exchange: Exchange, sims: Sequence[str] = SIM_SIDS, **fie
     return [twilio_record(sim, moment, moment + step, **fields) for moment in periods(start, end, step) for sim in sims]
 
 
-def play_twilio(server: HostileServer, auth_token: str = TWILIO_AUTH_TOKEN) -> dict:
+def play_twilio(server: Routes, auth_token: str = TWILIO_AUTH_TOKEN) -> dict:
     """Usage records for two SIMs in every period asked for."""
     server.route("GET", re.escape(TWILIO_PREFIX) + r"/UsageRecords$", lambda ex: ex.json(twilio_page(twilio_records_for(ex))))
     return {"account_sid": TWILIO_ACCOUNT_SID, "auth_token": auth_token, "base_url": server.url + TWILIO_PREFIX}
@@ -407,7 +417,7 @@ def emnify_stats() -> dict:
     return {"current_month": {"data": entry}, "last_hour": {"data": {"rx": [[label, 0.5]], "tx": [[label, 0.25]]}}}
 
 
-def play_emnify(server: HostileServer, application_token: str = EMNIFY_APPLICATION_TOKEN) -> dict:
+def play_emnify(server: Routes, application_token: str = EMNIFY_APPLICATION_TOKEN) -> dict:
     """A login that issues a token, one endpoint and its statistics."""
     p = re.escape(EMNIFY_PREFIX)
     server.route("POST", p + r"/authenticate$", lambda ex: ex.json({"auth_token": EMNIFY_AUTH_TOKEN}))
@@ -438,7 +448,7 @@ def thousandeyes_usage(with_tests: bool = True) -> dict:
     return {"usage": usage, "_links": {"self": {"href": "https://api.thousandeyes.com/v7/usage"}}}
 
 
-def play_thousandeyes(server: HostileServer, bearer_token: str = THOUSANDEYES_TOKEN, with_tests: bool = True) -> dict:
+def play_thousandeyes(server: Routes, bearer_token: str = THOUSANDEYES_TOKEN, with_tests: bool = True) -> dict:
     """The current billing period (with its tests, unless `with_tests` is false: then the tests come from
     one page of /usage/units/tests)."""
     p = re.escape(THOUSANDEYES_PREFIX)
