@@ -171,6 +171,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     hostile: "HostileServer"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (what the connector does to a hostile answer) is not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
