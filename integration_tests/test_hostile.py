@@ -408,19 +408,13 @@ def _drip_headers(ex: Exchange) -> None:
         ex.write(byte)
 
 
-HEADER_DRIP_BUG = (
-    "BUG: when the deadline shuts the socket of a server dripping its headers, http.client takes the cut header "
-    "block for a complete one: urllib3 logs its HeaderParsingError WITH A TRACEBACK, the response passes for an "
-    "HTTP 200 with an empty body, and the request is retried as 'HTTP 200 but the body is not valid JSON' instead "
-    "of failing once with the deadline error (with default retries the read took 107 s)"
-)
 
 
 @pytest.mark.parametrize(
     "drip",
     [
         pytest.param(_drip_body, id="body"),
-        pytest.param(_drip_headers, id="headers", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=HEADER_DRIP_BUG)]),
+        pytest.param(_drip_headers, id="headers", marks=[pytest.mark.slow]),
     ],
 )
 def test_a_server_dripping_bytes_is_cut_off_at_the_request_deadline(drip: Callable[[Exchange], None], server: HostileServer) -> None:
@@ -539,7 +533,15 @@ def test_an_unusable_state_is_ignored_with_a_warning_and_the_stream_reads_from_t
 # ===== 5. Values are never coerced into lies ============================================================
 
 
-def test_a_twilio_record_without_sim_sid_is_never_emitted_and_fails_the_stream_naming_the_field(server: HostileServer) -> None:
+def skipped_without_key(outcome: Outcome, stream: str, field: str) -> None:
+    """The README's rule: a record whose key or cursor field is null is skipped, with one warning naming the
+    stream and the field, and the sync goes on."""
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    warnings = [line for line in outcome.run.logs("WARN") if f"{stream}: skipped" in line]
+    assert len(warnings) == 1 and f"whose {field} (a primary-key or cursor field)" in warnings[0], warnings
+
+
+def test_a_twilio_record_without_sim_sid_is_never_emitted_and_is_skipped_with_a_warning_naming_the_field(server: HostileServer) -> None:
     config = config_for(server, "twilio", start_days_ago=2)
     server.route(
         "GET", path_re(TWILIO_PREFIX + "/UsageRecords"), lambda ex: ex.json(twilio_page(twilio_records_for(ex, sims=[SIM_SIDS[0], None])))  # type: ignore[list-item]
@@ -547,17 +549,13 @@ def test_a_twilio_record_without_sim_sid_is_never_emitted_and_fails_the_stream_n
 
     outcome = read(config, [TWILIO_STREAM])
 
-    failed_read(outcome)
+    skipped_without_key(outcome, TWILIO_STREAM, "sim_sid")
+    assert outcome.run.records(TWILIO_STREAM), "the records with their key arrive"
     assert all(record.get("sim_sid") == SIM_SIDS[0] for record in outcome.run.records(TWILIO_STREAM))
     assert '"None"' not in outcome.run.stdout
-    one_error(
-        outcome,
-        f"{TWILIO_STREAM}: record field 'sim_sid' has value None, which is a primary-key or cursor field and must not be null or missing",
-        stream=TWILIO_STREAM,
-    )
 
 
-def test_a_meraki_usage_point_without_ts_is_never_emitted_and_fails_the_stream_naming_the_field(server: HostileServer) -> None:
+def test_a_meraki_usage_point_without_ts_is_never_emitted_and_is_skipped_with_a_warning_naming_the_field(server: HostileServer) -> None:
     config = config_for(server, "meraki")
     server.route(
         "GET",
@@ -567,18 +565,12 @@ def test_a_meraki_usage_point_without_ts_is_never_emitted_and_fails_the_stream_n
 
     outcome = read(config, [MERAKI_USAGE])
 
-    failed_read(outcome)
+    skipped_without_key(outcome, MERAKI_USAGE, "ts")
+    assert outcome.run.records(MERAKI_USAGE), "the points with their timestamp arrive"
     assert all(record.get("ts") not in (None, "None") for record in outcome.run.records(MERAKI_USAGE))
     assert '"None"' not in outcome.run.stdout
-    one_error(outcome, f"{MERAKI_USAGE}: record field 'ts' has value None, which is a primary-key or cursor field and must not be null or missing", stream=MERAKI_USAGE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the twilio_supersim_usage_records schema declares data_upload/data_download/data_total as non-nullable "
-    "integers, although the vendor contract (twilio-oai) marks every UsageRecord field nullable: a record with "
-    "data_upload null fails the stream instead of being emitted with the null",
-)
 def test_a_twilio_record_with_nulls_in_non_key_fields_is_emitted_with_those_nulls(server: HostileServer) -> None:
     config = config_for(server, "twilio", start_days_ago=2)
     server.route(

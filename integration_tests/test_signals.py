@@ -49,20 +49,6 @@ MANY_SIMS = tuple(f"HS{number:032x}" for number in range(20))
 
 SIGNALS = [pytest.param(signal.SIGINT, 130, id="SIGINT"), pytest.param(signal.SIGTERM, 143, id="SIGTERM")]
 
-PROMPT_EXIT_BUG = (
-    "BUG: a signal does not end the process at once. If it arrives while the main thread waits for the stream's "
-    "next events, VendorFeed.events' finally block keeps draining the stream until it ends (a run with 3 s pages "
-    "was still alive 7-10 s after SIGINT, its main thread in concurrency.py:272); otherwise SourceUsage.read's "
-    "finally calls SyncContext.stop(), which joins each vendor feed (up to 5 s each) while its PartitionPool "
-    "waits for the partitions in flight to finish their pages: with 1.5 s pages the exit takes about 3.1 s"
-)
-TORN_LINE_BUG = (
-    "BUG: source-usage tears a message when the signal arrives while stdout is backed up: Interrupted is raised "
-    "inside the CDK print buffer's blocked write of its block of messages, the part already written stays (a line "
-    "cut off, e.g. '{\"type\":\"RECORD\",...,\"account_sid\":\"AC0123456789abcde{\"type\":\"RECORD\",...'), and the "
-    "buffer's flush on exit writes the whole block again from its start, duplicating the messages before the cut "
-    "(7 of 7 runs; tap-usage 0 of 5)"
-)
 
 
 def slow_twilio(server: HostileServer) -> dict:
@@ -189,7 +175,6 @@ def hours_ago(days: int) -> datetime:
     return (datetime.now(timezone.utc) - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
 
 
-@pytest.mark.xfail(strict=True, reason=PROMPT_EXIT_BUG)
 @pytest.mark.parametrize("program", ["source-usage", "tap-usage"])
 @pytest.mark.parametrize("signal_number, exit_code", SIGNALS)
 def test_a_signal_mid_sync_exits_within_2_seconds_leaving_complete_messages_and_a_resumable_state(program: str, signal_number: int, exit_code: int) -> None:
@@ -208,7 +193,7 @@ def test_a_signal_mid_sync_exits_within_2_seconds_leaving_complete_messages_and_
 
 @pytest.mark.parametrize(
     "program",
-    [pytest.param("source-usage", marks=pytest.mark.xfail(strict=True, reason=TORN_LINE_BUG)), "tap-usage"],
+    ["source-usage", "tap-usage"],
 )
 @pytest.mark.parametrize("signal_number, exit_code", SIGNALS)
 def test_a_signal_while_stdout_is_backed_up_still_leaves_only_complete_messages(program: str, signal_number: int, exit_code: int) -> None:
