@@ -198,15 +198,6 @@ def test_given_the_catalog_when_its_schemas_are_walked_then_every_instant_and_on
     assert schemas["emnify_endpoint_usage_daily"]["properties"]["date"]["format"] == "date"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (minor): emnify_endpoint_usage_daily.date declares airbyte_type 'date', which is not one of the tokens "
-        "Airbyte documents (a date is format: date alone); PyAirbyte happens to map it, but the CDK's standard suite "
-        "already warns 'uses the unknown airbyte_type date' and says it will fail test_discover in a future CDK release. "
-        "Drop the airbyte_type from source_usage/schemas/emnify_endpoint_usage_daily.json (and schemas/)."
-    ),
-)
 def test_given_the_catalog_when_its_schemas_are_walked_then_every_airbyte_type_is_one_airbyte_documents(schemas: Dict[str, Mapping[str, Any]]) -> None:
     used = {
         f"{stream}.{path}": definition["airbyte_type"]

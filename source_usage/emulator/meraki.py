@@ -321,16 +321,13 @@ class MerakiApp(VendorApp):
         start = max(start, utc_now() - LOOKBACK + timedelta(hours=1))
         readable = set(self._readable_organizations())
         with self.lock:
+            # The listings are what the API lists: every organization but those whose API access is disabled
+            # (listed with api.enabled false, skipped up front), and every network of an organization whose
+            # networks can be listed, those deleted after the listing included (they were listed).
             if stream == "meraki_organizations":
-                return [copy.deepcopy(org) for org in self.organizations if include_unreadable or org["id"] in readable]
+                return [copy.deepcopy(org) for org in self.organizations if include_unreadable or org["id"] not in self.disabled]
             if stream == "meraki_networks":
-                return [
-                    copy.deepcopy(network)
-                    for org in self.organizations
-                    if org["id"] in readable
-                    for network in self.networks[org["id"]]
-                    if include_unreadable or network["id"] not in self.deleted_networks
-                ]
+                return [copy.deepcopy(network) for org in self.organizations if org["id"] in readable for network in self.networks[org["id"]]]
             if stream == "meraki_network_clients":
                 return [
                     self._expected_client(org_id, network_id, client)

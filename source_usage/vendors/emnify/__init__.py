@@ -229,25 +229,33 @@ class EmnifyDirectory:
         (emitting only the ones not seen), then warn about any still unaccounted for."""
         seen: set = set()
         for attempt in (1, 2):
-            total: List[Optional[int]] = [None]
+            totals: List[Optional[int]] = []
+            listed_now: set = set()
             for page in self.vendor.pages(self.endpoints_endpoint, {}):
-                total[0] = _count(page.response.headers.get("X-Total-Count"))
+                totals.append(_count(page.response.headers.get("X-Total-Count")))
                 for endpoint in page.records:
                     key = endpoint.get("id") if isinstance(endpoint, Mapping) else None
+                    listed_now.add(key)
                     if key is not None and key in seen:
                         continue
                     seen.add(key)
                     if key is not None and isinstance(endpoint.get("name"), str):
                         self.names[key] = endpoint["name"]
                     yield endpoint_record(endpoint)
-            if total[0] is None or len(seen) >= total[0]:
+            last = totals[-1] if totals else None
+            # Unchanged counts on every page, and as many endpoints as counted: nothing can have been skipped.
+            if last is None or (len(set(totals)) == 1 and len(listed_now) >= last):
                 return
             if attempt == 1:
-                LOGGER.info(f"emnify: listed {len(seen)} endpoints but the API counts {total[0]}: endpoints changed during the listing; listing again")
-        LOGGER.warning(
-            f"emnify: listed {len(seen)} endpoints twice but the API counts {total[0]}: up to {total[0] - len(seen)} endpoint(s) "
-            f"changing during the listing may have been missed in this sync"
-        )
+                LOGGER.info(
+                    f"emnify: the endpoint count changed during the listing ({' -> '.join(str(total) for total in dict.fromkeys(totals))}; "
+                    f"{len(listed_now)} listed): endpoints were added or deleted, which shifts the pages; listing again"
+                )
+        if last is not None and len(listed_now) < last:
+            LOGGER.warning(
+                f"emnify: listed the endpoints twice and still {last - len(listed_now)} fewer than the API counts ({last}): "
+                f"endpoint(s) changing during the listing may have been missed in this sync"
+            )
 
     def _snapshot(self, endpoint_id: str) -> Mapping[str, Any]:
         for record in self.vendor.records(self.stats_endpoint, {"endpoint_id": endpoint_id}):
