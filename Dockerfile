@@ -34,9 +34,10 @@ RUN python -m pip --python /airbyte/integration_code/venv/bin/python install --n
 # Final stage: the base image plus the virtualenv, owned by root (read-only for the user that runs it).
 FROM ${BASE_IMAGE}
 COPY --from=build /airbyte/integration_code/venv /airbyte/integration_code/venv
+# The virtualenv comes first on PATH: `source-usage` is its console script (Airbyte runs $AIRBYTE_ENTRYPOINT).
 ENV PATH="/airbyte/integration_code/venv/bin:${PATH}" \
-    AIRBYTE_ENTRYPOINT="/airbyte/integration_code/venv/bin/source-usage"
-ENTRYPOINT ["/airbyte/integration_code/venv/bin/source-usage"]
+    AIRBYTE_ENTRYPOINT="source-usage"
+ENTRYPOINT ["source-usage"]
 
 # Must agree with metadata.yaml (dockerRepository, dockerImageTag) and setup.py (VERSION): checked by
 # integration_tests/test_image.py (without Docker).
