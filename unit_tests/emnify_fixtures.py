@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+
+from source_usage.framework.budget import reset_process_layers
 import requests_mock
 
 from source_usage.framework.plugin import plugins
@@ -257,4 +259,4 @@ def fresh_process_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
     the process (`budget.process_layer`), by design: without this, the logins of earlier tests would use up
     the login budget of later ones, which would then wait (in real time) for minutes.
     """
-    monkeypatch.setattr("source_usage.framework.budget._process_layers", {})
+    reset_process_layers()

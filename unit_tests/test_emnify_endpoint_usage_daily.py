@@ -176,29 +176,24 @@ def test_given_a_range_the_api_refuses_when_synced_then_the_rest_of_the_sync_ask
 
 def test_given_a_one_month_range_the_api_refuses_when_synced_then_the_stream_fails_saying_so() -> None:
     if TODAY.day == 1:
-        pytest.skip("on the 1st of a month the only range within the month is a single day (see the xfail test below)")
+        pytest.skip("on the 1st of a month the only range within the month is a single day (tested below)")
     with requests_mock.Mocker() as mock:
         mock_api(mock, listed=endpoints(166))
         mock.get("https://cdn.emnify.net/api/v1/endpoint/166/stats/daily", status_code=422, json=INVALID_RANGE)
         output = read_streams(emnify_config(start_date=midnight(days_ago(1))), [DAILY], expect_failure=True)
 
-    assert error_messages(output)[0] == f"emnify: GET stats/daily refused the range {days_ago(1)} to {TODAY}"
+    assert error_messages(output)[0] == f"emnify: GET endpoint/166/stats/daily refused the range {days_ago(1)} to {TODAY} (422 InvalidQueryCriteria)"
     assert len(daily_requests(mock)) == 1, "nothing shorter to ask"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EmnifyEndpointUsageDaily.read_partition neither splits nor fails on a refused single-day window (its "
-    "`window[0] != window[1]` guard skips both), so a day the API refuses with 422 InvalidQueryCriteria is silently never "
-    "read, and the endpoint's state moves past it once a later window has records",
-)
 def test_given_a_single_day_the_api_refuses_when_synced_then_the_stream_fails_saying_so() -> None:
     with requests_mock.Mocker() as mock:
         mock_api(mock, listed=endpoints(166))
         mock.get("https://cdn.emnify.net/api/v1/endpoint/166/stats/daily", status_code=422, json=INVALID_RANGE)
         output = read_streams(emnify_config(start_date=midnight(TODAY)), [DAILY], expect_failure=True)
 
-    assert error_messages(output)[:1] == [f"emnify: GET stats/daily refused the range {TODAY} to {TODAY}"]
+    [first, *_] = error_messages(output)
+    assert first == f"emnify: GET endpoint/166/stats/daily refused the range {TODAY} to {TODAY} (422 InvalidQueryCriteria)"
 
 
 def test_given_a_422_that_is_not_invalid_query_criteria_when_synced_then_the_stream_fails() -> None:
@@ -321,14 +316,6 @@ def test_given_an_endpoint_deleted_after_the_listing_when_both_snapshot_streams_
     assert error_messages(output) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EmnifyDirectory.endpoint_gone remembers the deleted endpoint under partition['endpoint_id'] as it comes: "
-    "the snapshot path passes it as a string (EmnifyStatsStream.read_partition takes the snapshot under str(id), and "
-    "_snapshot sends that string as the partition) while the daily path passes the listing's int, so the `_gone` set "
-    "never matches across the two and a deleted endpoint is warned about twice in a sync of the snapshot and daily streams "
-    "(the daily stream also asks for it again: it does not consult `_gone`)",
-)
 def test_given_an_endpoint_deleted_after_the_listing_when_every_stats_stream_reads_then_it_is_warned_about_once() -> None:
     gone = [{"status_code": 404, "json": template("emnify", "endpoint_not_found")}]
     with requests_mock.Mocker() as mock:

@@ -52,9 +52,8 @@ def placement_warnings(output: Any) -> List[str]:
 
 
 @pytest.fixture
-def placement_not_yet_warned(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The placement warning is given once per process (see the xfail test below): let this test see it."""
-    monkeypatch.setattr("source_usage.vendors.emnify.statistics._warned_placement", False)
+def placement_not_yet_warned() -> None:
+    """The placement warning is given once per sync: every test's sync may give it."""
 
 
 # ----- every minute, in UTC ---------------------------------------------------------------------------------
@@ -139,12 +138,6 @@ def test_given_labels_that_fit_nowhere_in_the_hour_before_the_date_when_synced_t
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: statistics.place_labels keeps its 'warned once' flag in a module global (_warned_placement) that is never "
-    "reset, so the warning is given once per process, not once per sync as its docstring says: a second sync in the same "
-    "process (tests, a long-lived runner) with misplaced labels is silent",
-)
 def test_given_two_syncs_with_misplaced_labels_when_each_runs_then_each_warns_once() -> None:
     misplaced = stats(166, last_hour=data_only(["05:00"]))
     found = []

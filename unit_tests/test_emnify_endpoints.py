@@ -118,7 +118,10 @@ def test_given_fewer_endpoints_listed_than_counted_when_synced_then_it_lists_aga
     assert pages_requested(mock) == [(1, 1000), (2, 1000), (1, 1000), (2, 1000)]
     assert warnings(output) == []
     assert stats_endpoint_ids(stats_requests(mock)) == [166, 167, 170], "the usage streams read every endpoint listed"
-    assert "emnify: listed 2 endpoints but the API counts 3: endpoints changed during the listing; listing again" in log_lines(output)
+    assert (
+        "emnify: the endpoint count changed during the listing (3; 2 listed): endpoints were added or deleted, which shifts "
+        "the pages; listing again"
+    ) in log_lines(output)
 
 
 def test_given_endpoints_still_missing_after_the_second_listing_when_synced_then_one_warning_says_how_many() -> None:
@@ -131,7 +134,8 @@ def test_given_endpoints_still_missing_after_the_second_listing_when_synced_then
     assert ids(output) == [166, 170]
     assert len(requests_to(mock, "GET", "/endpoint")) == 4, "two listings of two pages, no third"
     assert warnings(output) == [
-        "emnify: listed 2 endpoints twice but the API counts 5: up to 3 endpoint(s) changing during the listing may have been missed in this sync"
+        "emnify: listed the endpoints twice and still 3 fewer than the API counts (5): endpoint(s) changing during the listing "
+        "may have been missed in this sync"
     ]
 
 

@@ -190,13 +190,6 @@ def test_given_the_quota_spent_when_the_listing_is_refused_then_the_endpoints_st
     assert len(requests_to(mock, "GET", "/endpoint")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the quota-exhausted 429 fails only the request that got it (the 429 override in emnify.quota_exhausted); "
-    "unlike a rejected token (VendorConnection.rejection), it is not remembered by the connection, so every later emnify "
-    "stream of the sync calls the exhausted API again (here the last-hour stream re-asks the snapshot the monthly stream "
-    "failed on, SharedResponses keeping no failure, and the daily stream asks too) instead of failing at once",
-)
 def test_given_the_quota_spent_when_several_emnify_streams_are_selected_then_the_others_fail_without_calling_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

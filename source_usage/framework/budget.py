@@ -194,6 +194,12 @@ def process_layer(key: tuple, make: Callable[[], BudgetLayer]) -> BudgetLayer:
         return layer
 
 
+def reset_process_layers() -> None:
+    """Forget every process-wide layer (tests that must not share per-IP budgets with the tests before them)."""
+    with _process_lock:
+        _process_layers.clear()
+
+
 def everything(request: requests.PreparedRequest) -> Optional[str]:
     """A key function for limits over all of a vendor's requests (per source IP, per organization)."""
     return ""

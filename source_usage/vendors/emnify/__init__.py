@@ -203,6 +203,7 @@ class EmnifyDirectory:
         consumers = [name for name in STATS_STREAMS if name in sync.selected] or list(STATS_STREAMS)
         self.snapshots: SharedResponses[str, Mapping[str, Any]] = SharedResponses(self._snapshot, len(consumers))
         self._gone: set = set()
+        self._warned: set = set()
         self._lock = threading.Lock()
         self.authenticator = authenticator
         self.names: Dict[Any, str] = {}  # endpoint id -> name, from the listing (for the usage ledger)
@@ -275,8 +276,20 @@ class EmnifyDirectory:
             **row,
         )
 
+    def warn_once(self, key: str, message: str) -> None:
+        """One warning per key and sync."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        self.sync.logger.warning(message)
+
+    def is_gone(self, endpoint_id: Any) -> bool:
+        with self._lock:
+            return str(endpoint_id) in self._gone
+
     def endpoint_gone(self, response: requests.Response, partition: Partition) -> None:
-        endpoint_id = partition["endpoint_id"]
+        endpoint_id = str(partition["endpoint_id"])  # the snapshot share keys endpoints by their text
         with self._lock:
             if endpoint_id in self._gone:
                 return
@@ -366,12 +379,20 @@ class EmnifyEndpoints(UsageStream):
 
 @dataclass
 class EmnifyConnection(VendorConnection):
-    """The connection with the authenticator its streams share (and whose 401 handling they use)."""
+    """The connection with the authenticator its streams share (and whose 401 handling they use). A quota
+    429 is remembered: every later emnify request of the sync fails at once with the same line."""
 
     def __post_init__(self) -> None:
+        self.error_overrides = {**self.error_overrides, 429: self._quota_exhausted}
         super().__post_init__()
         if isinstance(self.authenticator, EmnifyAuthenticator):
             self.authenticator.log_in_through(self)
+
+    def _quota_exhausted(self, response: requests.Response) -> Optional[ErrorResolution]:
+        resolution = quota_exhausted(response)
+        if resolution is not None and resolution.error_message:
+            self.refuse_further(resolution.error_message, resolution.failure_type or FailureType.transient_error)
+        return resolution
 
     @property
     def emnify_authenticator(self) -> EmnifyAuthenticator:
@@ -402,7 +423,6 @@ class Emnify(VendorPlugin[EmnifyConfig]):
             authenticator=EmnifyAuthenticator(config.application_token, self._clock),
             budget_layers=budget_layers(host),
             backoff=[RetryAtOnceWithNewToken(), RetryAfterBackoff()],
-            error_overrides={429: quota_exhausted},
             max_workers=8,
             settings=settings,
         )
