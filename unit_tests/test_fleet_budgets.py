@@ -177,3 +177,39 @@ def test_given_10_meraki_requests_of_one_organization_when_its_11th_is_sent_then
     budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/600002/licenses"))  # another organization goes on
 
     assert len(waits) == 1 and 0 < waits[0] <= 1.1
+
+
+# ----- the ideal times the benchmark reports against (computed by the emulators from their own limits) -----
+
+
+def log_entries(prefix: str, paths: List[str], status: int = 200) -> List[dict]:
+    return [{"method": "GET", "url": f"http://127.0.0.1:1{prefix}{path}", "status": status, "started": float(n)} for n, path in enumerate(paths)]
+
+
+def test_given_2300_emnify_statistics_requests_when_the_ideal_is_computed_then_the_last_ones_wait_for_the_per_ip_window() -> None:
+    from source_usage.emulator.emnify import EmnifyApp
+
+    app = EmnifyApp(7, 1, True, endpoints=3)
+    requests_sent = log_entries(app.prefix, ["/endpoint?page=1"] + [f"/endpoint/{n}/stats" for n in range(2299)])
+
+    ideal = app.ideal(requests_sent)
+
+    # 2,000 requests at once and then at 100/s (after a burst of 50); the 2,001st waits until the first
+    # leaves the 300 s window, the rest follow at the rate they first went: 300 s + 300 requests / 100 per s
+    assert ideal is not None and 302 <= ideal.seconds <= 303.1
+
+
+def test_given_16_meraki_organizations_when_the_ideal_is_computed_then_it_is_the_larger_of_the_per_organization_and_per_ip_bounds() -> None:
+    from source_usage.emulator.meraki import MerakiApp
+
+    app = MerakiApp(7, 1, True, organizations=16)
+    organizations = [org["id"] for org in app.organizations]
+    busy = log_entries(app.prefix, [f"/organizations/{org}/licenses?n={n}" for org in organizations for n in range(62)])
+    refused = log_entries(app.prefix, ["/organizations"], status=429)
+
+    ideal = app.ideal(busy + refused)
+
+    # per IP: 992 requests at 100 per second = 9 s after the first; per organization: (62 - 10) / 10 = 5.2 s
+    assert ideal is not None and ideal.seconds == 9.0
+    one_organization = app.ideal(log_entries(app.prefix, [f"/organizations/{organizations[0]}/licenses?n={n}" for n in range(62)]))
+    assert one_organization is not None and abs(one_organization.seconds - 5.2) < 1e-9
