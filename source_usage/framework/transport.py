@@ -1,7 +1,7 @@
 """The HTTP session every vendor's requests go through, and the bounds it enforces on what servers send.
 
 * `VendorSession` is the CDK's `LimiterSession` (the vendor's API budget) that follows redirects only to
-  hosts the vendor's `HostPolicy` allows, keeping the credentials there (a Meraki shard) and refusing
+  hosts the vendor's `HostPolicy` allows, keeping the credentials there (a vendor's shard host) and refusing
   anything else before a request is sent.
 * `BoundedAdapter` reads every body under a size limit, counted after decompression (a gzip bomb stops
   at the limit, not at 5 GB), refuses an announced `Content-Length` over it without reading, and enforces
