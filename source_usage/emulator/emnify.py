@@ -227,6 +227,7 @@ class EmnifyApp(VendorApp):
         self.issued_tokens: Dict[str, float] = {}  # auth token -> monotonic issue time
         self._token_ids = itertools.count(1)
         count = endpoints if endpoints is not None else 20 * self.scale
+        self._ids_taken: set = set()
         generated = [self._endpoint(index) for index in range(count)]
         self.traits = {endpoint["id"]: self._traits(index) for index, endpoint in enumerate(generated)}
         self.created = {endpoint["id"]: self._created(index) for index, endpoint in enumerate(generated)}
@@ -253,6 +254,9 @@ class EmnifyApp(VendorApp):
 
     def _endpoint(self, index: int) -> dict:
         endpoint_id = 100000 + stable_int(self.seed, "endpoint", index, modulo=900000)
+        while endpoint_id in self._ids_taken:  # ids are unique, as the API's are (a rare collision moves on)
+            endpoint_id = 100000 + (endpoint_id - 100000 + 1) % 900000
+        self._ids_taken.add(endpoint_id)
         created = self._created(index)
         updated = created + timedelta(hours=stable_int(self.seed, "updated", index, modulo=24 * 30))
         return {
