@@ -222,7 +222,7 @@ def test_given_a_flaky_login_when_authenticating_then_it_goes_through_the_retrie
     [
         pytest.param(
             "https://login.example.net/api/v1/authenticate",
-            "an HTTP {status} redirect points at https://login.example.net, which is not this vendor's configured host: not followed",
+            "was answered with an HTTP {status} redirect to https://login.example.net, which is not this vendor's configured host: not followed",
             id="another host",
         ),
         pytest.param(

@@ -206,14 +206,6 @@ def test_given_a_fixed_date_header_when_read_then_a_bucket_is_final_once_it_ende
     assert read_one_bucket(ts, lookback_days)["is_final"] is final
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: meraki._bucket_final compares `ts + BUCKET <= observed - lookback`, so a bucket that ended exactly the lookback "
-        "before it was read is final; its docstring (and the stream's rule) say final once it ended MORE than the lookback "
-        "before: `<` (or reword the rule to 'at least')"
-    ),
-)
 @pytest.mark.parametrize("lookback_days, ts", [(1, "2026-11-21T11:50:00Z"), (0, "2026-11-22T11:50:00Z")])
 def test_given_a_bucket_that_ended_exactly_the_lookback_before_it_was_read_when_read_then_it_is_not_final_yet(lookback_days: int, ts: str) -> None:
     assert read_one_bucket(ts, lookback_days)["is_final"] is False

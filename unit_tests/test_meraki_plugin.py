@@ -107,7 +107,7 @@ def test_given_a_redirect_to_a_foreign_host_when_checked_then_the_check_fails_na
 
     assert status.status == Status.FAILED
     assert status.message == (
-        f"meraki: GET {NETWORKS} an HTTP 302 redirect points at https://evil.example.com, which is not this vendor's configured host: not followed"
+        f"meraki: GET {NETWORKS} was answered with an HTTP 302 redirect to https://evil.example.com, which is not this vendor's configured host: not followed"
     )
     assert "evil.example.com" not in hosts_requested(mock)
 
@@ -224,7 +224,7 @@ def test_given_a_redirect_off_merakis_https_hosts_when_read_then_it_is_refused_b
     assert records(output, "meraki_networks") == []
     message = error_messages(output)[0]
     assert message == (
-        f"meraki: GET {NETWORKS} an HTTP {status_code} redirect points at {origin}, which is not this vendor's configured host: not followed"
+        f"meraki: GET {NETWORKS} was answered with an HTTP {status_code} redirect to {origin}, which is not this vendor's configured host: not followed"
     )
     assert "\n" not in message and API_KEY not in message
 
@@ -239,5 +239,5 @@ def test_given_a_next_page_link_to_a_foreign_host_when_read_then_it_is_refused_b
 
     assert "evil.example.com" not in hosts_requested(mock)
     assert error_messages(output)[0] == (
-        f"meraki: GET {NETWORKS} a next-page link points at https://evil.example.com, which is not this vendor's configured host: not followed"
+        f"meraki: GET {NETWORKS} sent a next-page link to https://evil.example.com, which is not this vendor's configured host: not followed"
     )

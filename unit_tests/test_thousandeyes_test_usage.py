@@ -223,4 +223,4 @@ def test_given_a_next_link_to_another_host_when_paging_then_it_is_not_followed()
         output = read_streams(te_config(), [TEST_USAGE], expect_failure=True)
 
     assert not elsewhere.called
-    assert "points at https://collector.example.net, which is not this vendor's configured host: not followed" in error_messages(output)[0]
+    assert "link to https://collector.example.net, which is not this vendor's configured host: not followed" in error_messages(output)[0]

@@ -274,7 +274,7 @@ def test_given_a_next_page_url_off_the_configured_host_when_read_then_it_is_refu
 
     assert [url for url in sent if not url.startswith(USAGE_URL)] == []
     assert error_messages(output)[0] == (
-        f"twilio: GET {USAGE_URL} a next-page link points at {origin}, which is not this vendor's configured host: not followed"
+        f"twilio: GET {USAGE_URL} sent a next-page link to {origin}, which is not this vendor's configured host: not followed"
     )
 
 

@@ -347,7 +347,7 @@ class MerakiApp(VendorApp):
                         "ts": iso(self.day_starts[day]),
                         "recv": recv,
                         "sent": sent,
-                        "is_final": self.day_starts[day] + DAY <= final_before,
+                        "is_final": self.day_starts[day] + DAY < final_before,
                     }
                     for org_id, network_id in self._expected_networks(readable)
                     for client in self.clients[network_id]

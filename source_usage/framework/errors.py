@@ -93,7 +93,7 @@ class ForeignHost(RequestRefused):
 
     def __init__(self, url: str, what: str) -> None:
         self.url = url
-        super().__init__(f"{what} points at {origin_of(url)}, which is not this vendor's configured host: not followed")
+        super().__init__(f"{what} {origin_of(url)}, which is not this vendor's configured host: not followed")
 
 
 class BodyTooLarge(RequestRefused):

@@ -276,7 +276,7 @@ class VendorSession(LimiterSession):
     def get_redirect_target(self, resp: requests.Response) -> Optional[str]:
         target = super().get_redirect_target(resp)
         if target:
-            self.policy.check(urljoin(resp.url, target), f"an HTTP {resp.status_code} redirect")
+            self.policy.check(urljoin(resp.url, target), f"was answered with an HTTP {resp.status_code} redirect to")
         return target
 
     def should_strip_auth(self, old_url: str, new_url: str) -> bool:

@@ -480,7 +480,7 @@ class MerakiClientUsageHistories(MerakiStream[PerPartitionCursor]):
 def _bucket_final(ts: Any, final_before: datetime) -> bool:
     """A daily bucket is final once it ended more than the lookback before it was read."""
     try:
-        return parse_timestamp(ts) + BUCKET <= final_before
+        return parse_timestamp(ts) + BUCKET < final_before
     except (TypeError, ValueError, AttributeError):
         return False
 
