@@ -207,6 +207,17 @@ def test_given_a_close_delimited_body_dripping_when_the_deadline_passes_then_the
     assert waits == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a deadline noticed while reading the body (BoundedBody -> Attempt.check) fails as system_error; the same deadline noticed by a socket error is transient_error",
+)
+def test_given_a_close_delimited_body_dripping_when_the_deadline_passes_then_it_fails_as_transient_like_any_deadline(
+    small_limits: None, raw_server: Callable[..., RawServer], waits: List[float]
+) -> None:
+    server = raw_server(drip(head(Content_Type="application/json", Connection="close") + b"[", b" "))
+    assert failure_of(acme(server)).failure_type == FailureType.transient_error
+
+
 def test_given_a_server_that_never_answers_when_the_deadline_passes_then_the_request_fails_unretried(
     small_limits: None, raw_server: Callable[..., RawServer], waits: List[float]
 ) -> None:
