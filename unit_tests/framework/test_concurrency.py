@@ -191,6 +191,27 @@ def test_given_endless_partitions_when_the_consumer_stops_then_every_worker_stop
     assert closed["a"].is_set() and closed["b"].is_set()
 
 
+def test_given_readers_referenced_elsewhere_when_the_consumer_stops_then_the_pool_itself_closes_them() -> None:
+    made: List[Generator[List[Any], None, None]] = []
+    closed: List[str] = []
+
+    def endless(partition: str) -> Generator[List[Any], None, None]:
+        try:
+            while True:
+                yield [partition]
+        finally:
+            closed.append(partition)
+
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        made.append(endless(partition))  # kept alive here: only an explicit close() ends it
+        return made[-1]
+
+    events = PartitionPool(2).run(["a"], read)
+    assert next(events) == Batch("a", ["a"])
+    events.close()
+    assert closed == ["a"]
+
+
 def test_given_a_failure_when_raised_then_the_other_workers_are_stopped_too() -> None:
     closed = threading.Event()
     started = threading.Event()

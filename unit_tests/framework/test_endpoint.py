@@ -229,3 +229,9 @@ def test_given_a_body_that_is_not_an_object_when_an_object_is_expected_then_the_
     assert str(failure.value) == f"acme: POST {ITEMS} answered a list, not a usage summary"
     assert expect_list([1], "acme", response_of(), "items") == [1]
     assert expect_object({"a": 1}, "acme", response_of(), "x") == {"a": 1}
+
+
+def test_given_a_long_partition_when_described_then_it_is_cut_to_200_characters() -> None:
+    described = describe_partition({"org": "x" * 300})
+    assert described == "org " + "x" * 193 + "..."
+    assert len(described) == 200

@@ -69,6 +69,7 @@ def test_given_shard_redirects_when_an_https_host_under_the_parent_domain_is_ask
     "url",
     [
         "http://n149.meraki.com/api/v1",  # shards only over https
+        "http://n149.meraki.com:443/api/v1",  # not even on the https port
         "https://n149.meraki.com:8443/api/v1",  # shards only on 443
         "https://evilmeraki.com/api/v1",  # not under the parent domain, only ends like it
         "https://meraki.com/api/v1",  # the parent itself is not a shard

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
-from typing import Callable, List
+from typing import Any, Callable, List
 
 import pytest
 import requests
@@ -381,3 +381,56 @@ def test_given_a_deadline_block_when_the_deadline_passes_then_the_watchdog_shuts
             theirs.settimeout(5)
             assert theirs.recv(1) == b""  # returns once the watchdog shut the socket
             assert attempt.expired
+
+
+# ----- the session -------------------------------------------------------------------------------------
+
+
+def test_given_a_redirect_loop_on_the_same_host_when_sent_then_it_stops_after_five_redirects(waits: List[float]) -> None:
+    import requests_mock
+
+    with requests_mock.Mocker() as mock:
+        mock.get("https://api.acme.example/v1/a", status_code=302, headers={"Location": "/v1/b"})
+        mock.get("https://api.acme.example/v1/b", status_code=302, headers={"Location": "/v1/a"})
+        connection = VendorConnection("acme", "https://api.acme.example/v1", VendorErrors("acme"))
+        with pytest.raises(UsageError) as failure:
+            connection.send("GET", "a")
+        assert mock.call_count == 6  # the request and five redirects
+    assert str(failure.value) == "acme: the request could not be sent (TooManyRedirects: Exceeded 5 redirects.)"
+    assert waits == []
+
+
+def test_given_a_netrc_entry_for_the_host_when_an_unauthenticated_request_is_sent_then_no_credentials_are_added(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests_mock
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.acme.example login someone password netrc-password-1\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with requests_mock.Mocker() as mock:
+        mock.post("https://api.acme.example/v1/auth", json={})
+        VendorConnection("acme", "https://api.acme.example/v1", VendorErrors("acme")).send("POST", "auth", authenticated=False)
+        assert "Authorization" not in mock.last_request.headers
+
+
+def test_given_proxy_and_ca_settings_in_the_environment_when_a_session_is_made_then_they_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    session = VendorConnection("acme", "https://api.acme.example/v1", VendorErrors("acme")).session
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.local:3128")
+    assert session.proxies.get("https") == "http://proxy.local:3128"
+    assert session.verify == "/etc/ssl/corporate.pem"
+    assert session.trust_env is False
+
+
+def test_given_a_host_excluded_from_the_proxy_when_a_session_is_made_then_no_proxy_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", "acme.example")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/curl.pem")
+    session = VendorConnection("acme", "https://api.acme.example/v1", VendorErrors("acme")).session
+    assert "https" not in session.proxies
+    assert session.verify == "/etc/ssl/curl.pem"
