@@ -236,6 +236,17 @@ def test_given_a_failure_when_raised_then_the_other_workers_are_stopped_too() ->
 # ----- vendor feeds ----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def stop() -> Iterator[threading.Event]:
+    """The sync's stop flag, set by itself after HANG seconds: a reader that would wait forever fails instead."""
+    flag = threading.Event()
+    timer = threading.Timer(HANG, flag.set)
+    timer.daemon = True
+    timer.start()
+    yield flag
+    timer.cancel()
+
+
 def producer(name: str, *events: Any, fail: BaseException = None) -> StreamProducer:  # type: ignore[assignment]
     def run() -> Iterator[Any]:
         yield from events
@@ -245,11 +256,11 @@ def producer(name: str, *events: Any, fail: BaseException = None) -> StreamProdu
     return StreamProducer(name, run)
 
 
-def test_given_a_vendors_streams_when_read_in_order_then_each_replays_its_own_events() -> None:
+def test_given_a_vendors_streams_when_read_in_order_then_each_replays_its_own_events(stop: threading.Event) -> None:
     feed = VendorFeed(
         "acme",
         [producer("a", Records([1]), Checkpoint({"s": 1}), Records([2])), producer("b", Records([3]), Checkpoint({"s": 2}))],
-        threading.Event(),
+        stop,
     )
     assert feed.names == ["a", "b"]
     assert list(feed.events("a")) == [Records([1]), Checkpoint({"s": 1}), Records([2])]
@@ -257,9 +268,9 @@ def test_given_a_vendors_streams_when_read_in_order_then_each_replays_its_own_ev
     feed.join(HANG)
 
 
-def test_given_a_stream_that_fails_when_read_then_its_failure_is_raised_in_the_reader_and_the_next_stream_still_runs() -> None:
+def test_given_a_stream_that_fails_when_read_then_its_failure_is_raised_in_the_reader_and_the_next_stream_still_runs(stop: threading.Event) -> None:
     boom = ValueError("a broke")
-    feed = VendorFeed("acme", [producer("a", Records([1]), fail=boom), producer("b", Records([2]))], threading.Event())
+    feed = VendorFeed("acme", [producer("a", Records([1]), fail=boom), producer("b", Records([2]))], stop)
     replay = feed.events("a")
     assert next(replay) == Records([1])
     with pytest.raises(ValueError) as failure:
@@ -268,40 +279,40 @@ def test_given_a_stream_that_fails_when_read_then_its_failure_is_raised_in_the_r
     assert list(feed.events("b")) == [Records([2])]
 
 
-def test_given_streams_read_out_of_order_when_read_then_it_says_so() -> None:
-    feed = VendorFeed("acme", [producer("a", Records([1])), producer("b", Records([2]))], threading.Event())
+def test_given_streams_read_out_of_order_when_read_then_it_says_so(stop: threading.Event) -> None:
+    feed = VendorFeed("acme", [producer("a", Records([1])), producer("b", Records([2]))], stop)
     with pytest.raises(RuntimeError, match="^acme: events of a arrived while reading b: streams read out of order$"):
         list(feed.events("b"))
 
 
-def test_given_a_reader_that_stops_midway_when_the_next_stream_is_read_then_the_rest_was_discarded() -> None:
-    feed = VendorFeed("acme", [producer("a", Records([1]), Records([2]), Records([3])), producer("b", Records([4]))], threading.Event())
+def test_given_a_reader_that_stops_midway_when_the_next_stream_is_read_then_the_rest_was_discarded(stop: threading.Event) -> None:
+    feed = VendorFeed("acme", [producer("a", Records([1]), Records([2]), Records([3])), producer("b", Records([4]))], stop)
     replay = feed.events("a")
     assert next(replay) == Records([1])
     replay.close()
     assert list(feed.events("b")) == [Records([4])]
 
 
-def test_given_a_feed_when_it_runs_then_its_streams_are_produced_on_the_vendors_own_thread() -> None:
+def test_given_a_feed_when_it_runs_then_its_streams_are_produced_on_the_vendors_own_thread(stop: threading.Event) -> None:
     names: List[str] = []
 
     def run() -> Iterator[Any]:
         names.append(threading.current_thread().name)
         yield Records([1])
 
-    feed = VendorFeed("acme", [StreamProducer("a", run)], threading.Event())
+    feed = VendorFeed("acme", [StreamProducer("a", run)], stop)
     assert list(feed.events("a")) == [Records([1])]
     assert names == ["feed-acme"]
 
 
-def test_given_a_feed_when_started_twice_then_it_runs_once() -> None:
+def test_given_a_feed_when_started_twice_then_it_runs_once(stop: threading.Event) -> None:
     runs: List[int] = []
 
     def run() -> Iterator[Any]:
         runs.append(1)
         yield Records([1])
 
-    feed = VendorFeed("acme", [StreamProducer("a", run)], threading.Event())
+    feed = VendorFeed("acme", [StreamProducer("a", run)], stop)
     feed.start()
     feed.start()
     assert list(feed.events("a")) == [Records([1])]
@@ -312,6 +323,7 @@ def test_given_a_feed_when_started_twice_then_it_runs_once() -> None:
 def test_given_a_producer_running_ahead_when_the_sync_stops_then_it_abandons_its_stream() -> None:
     stop = threading.Event()
     closed = threading.Event()
+    made: List[Iterator[Any]] = []
 
     def endless() -> Iterator[Any]:
         try:
@@ -322,7 +334,11 @@ def test_given_a_producer_running_ahead_when_the_sync_stops_then_it_abandons_its
         finally:
             closed.set()
 
-    feed = VendorFeed("acme", [StreamProducer("a", endless), producer("b", Records(["never"]))], stop, buffered=1)
+    def events() -> Iterator[Any]:
+        made.append(endless())  # kept alive here: only an explicit close() ends it
+        return made[-1]
+
+    feed = VendorFeed("acme", [StreamProducer("a", events), producer("b", Records(["never"]))], stop, buffered=1)
     replay = feed.events("a")
     assert next(replay) == Records([1])
     stop.set()

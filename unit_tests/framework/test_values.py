@@ -37,6 +37,15 @@ def test_given_an_instant_in_a_vendor_shape_when_repaired_then_it_is_rfc3339_utc
     assert instant(value, "ts") == text
 
 
+def test_given_text_of_64_characters_when_repaired_then_it_is_read_and_of_65_it_is_refused_unread() -> None:
+    assert instant("2026-01-28T20:02:31Z".rjust(64), "ts") == "2026-01-28T20:02:31Z"
+    with pytest.raises(UnreadableValue):
+        instant("2026-01-28T20:02:31Z".rjust(65), "ts")
+    assert decimal_number("5".rjust(64), "cost") == 5.0
+    with pytest.raises(UnreadableValue):
+        decimal_number("5".rjust(65), "cost")
+
+
 def test_given_a_null_instant_when_repaired_then_it_stays_null() -> None:
     assert instant(None, "ts") is None
 
