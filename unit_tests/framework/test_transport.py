@@ -434,3 +434,58 @@ def test_given_a_host_excluded_from_the_proxy_when_a_session_is_made_then_no_pro
     session = VendorConnection("acme", "https://api.acme.example/v1", VendorErrors("acme")).session
     assert "https" not in session.proxies
     assert session.verify == "/etc/ssl/curl.pem"
+
+
+class FakeRaw:
+    """Stands for a urllib3 response: hands out `chunks` of an already decoded body."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.closed = False
+        self.status = 200
+
+    def stream(self, amt: int, decode_content: Any = None) -> Any:
+        while self.chunks:
+            yield self.chunks.pop(0)
+
+    def read(self, amt: Any = None, decode_content: Any = None, **kwargs: Any) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_given_a_bounded_body_when_read_whole_then_every_chunk_is_joined_within_the_limit() -> None:
+    from source_usage.framework.transport import BoundedBody
+
+    assert BoundedBody(FakeRaw(b"abc", b"def"), 6, None).read() == b"abcdef"
+
+
+def test_given_a_bounded_body_when_read_in_parts_past_the_limit_then_it_is_closed_and_refused() -> None:
+    from source_usage.framework.errors import BodyTooLarge
+    from source_usage.framework.transport import BoundedBody
+
+    raw = FakeRaw(b"abc", b"def", b"g")
+    body = BoundedBody(raw, 6, None)
+    assert body.read(3) == b"abc"
+    assert body.read(3) == b"def"
+    with pytest.raises(BodyTooLarge, match="answered with a body that grew, over the limit of 6 bytes"):
+        body.read(3)
+    assert raw.closed
+    assert body.status == 200  # everything else is the response's own
+
+
+def test_given_an_expired_attempt_when_a_bounded_body_is_read_then_it_stops_with_the_deadline() -> None:
+    from source_usage.framework.transport import BoundedBody
+
+    attempt = Attempt(60)
+    attempt.expire()
+    with pytest.raises(DeadlineExceeded):
+        BoundedBody(FakeRaw(b"abc"), 100, attempt).read()
+
+
+@pytest.mark.parametrize("value, length", [(None, None), ("12", 12), ("0", 0), ("twelve", None)])
+def test_given_a_content_length_header_when_read_then_only_a_number_counts(value: Any, length: Any) -> None:
+    from source_usage.framework.transport import _content_length
+
+    assert _content_length(value) == length
