@@ -169,6 +169,40 @@ def test_given_a_wait_under_the_log_threshold_when_waiting_then_nothing_is_logge
     assert airbyte_log.lines() == []
 
 
+class FakeTime:
+    """A monotonic clock that moves only when the budget sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: List[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_given_waits_when_a_layer_grants_the_call_then_the_time_waited_is_added_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeTime()
+    monkeypatch.setattr(budget_module, "time", clock)
+    layer = ScriptedLayer(Scripted(2.0, 2.0, 3.0, None))
+    LayeredBudget("acme", [layer], sleep=clock.sleep).acquire_call(request("x"))
+    assert clock.slept == [2.0, 3.0]
+    assert layer.waited_seconds == 5.0
+
+
+def test_given_waits_already_spent_when_the_next_would_pass_the_total_then_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_MAX_TOTAL_WAIT_SECONDS", "10")
+    reload_settings()
+    clock = FakeTime()
+    monkeypatch.setattr(budget_module, "time", clock)
+    with pytest.raises(WaitTooLong):
+        LayeredBudget("acme", [ScriptedLayer(Scripted(6.0, 6.0, 6.0, None))], sleep=clock.sleep).acquire_call(request("x"))
+    assert clock.slept == [6.0]  # 6 s waited and 6 s more would make 12 s, over the 10 s allowed
+
+
 def test_given_an_injected_sleep_when_waiting_then_it_is_used(waits: List[float]) -> None:
     slept: List[float] = []
     LayeredBudget("acme", [ScriptedLayer(Scripted(3.0, 3.0, None))], sleep=slept.append).acquire_call(request("x"))

@@ -135,6 +135,16 @@ def test_given_an_ignoring_override_when_its_status_arrives_then_the_response_is
     assert waits == []
 
 
+def test_given_an_override_asking_to_refresh_the_token_when_its_status_arrives_then_it_is_retried_as_an_error(waits: List[float]) -> None:
+    connection = acme(authenticator=FreshToken())
+    handler = connection.error_handler.with_overrides({401: ResponseAction.REFRESH_TOKEN_THEN_RETRY})
+    with requests_mock.Mocker() as mock:
+        mock.get(THINGS, [{"status_code": 401, "json": {}}, OK])
+        assert connection.send("GET", "things", error_handler=handler).ok
+        assert [request.headers["Authorization"] for request in mock.request_history] == ["Bearer token-1", "Bearer token-2"]
+    assert waits == [1.0]
+
+
 def test_given_a_5xx_announcing_retry_after_when_retried_then_the_announced_wait_is_used(waits: List[float]) -> None:
     with requests_mock.Mocker() as mock:
         mock.get(THINGS, [{"status_code": 503, "json": {}, "headers": {"Retry-After": "7"}}, OK])

@@ -104,6 +104,7 @@ def test_given_a_total_pages_header_when_asked_then_it_is_the_announced_page_cou
     paginator = PageNumberPaginator()
     assert paginator.announced_pages(page(**{"X-Total-Pages": "7"})) == 7
     assert paginator.announced_pages(page(**{"X-Total-Pages": " 7 "})) == 7
+    assert paginator.announced_pages(page(**{"X-Total-Pages": "0"})) == 0
     assert paginator.announced_pages(page(**{"X-Total-Pages": "-1"})) is None
     assert paginator.announced_pages(page(**{"X-Total-Pages": "many"})) is None
     assert paginator.announced_pages(page()) is None

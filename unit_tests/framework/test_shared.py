@@ -94,6 +94,7 @@ def test_given_a_key_when_asked_again_then_the_same_value_is_returned_without_co
     assert once.get("org-1") is first
     assert once.get("org-2") == {"key": "org-2"}
     assert calls == ["org-1", "org-2"]
+    assert once._locks == {}  # a computed key keeps no lock (a sync may have 100,000 endpoints)
 
 
 def test_given_two_threads_asking_one_key_at_once_when_computed_then_it_is_computed_once(progress: Progress) -> None:

@@ -166,3 +166,8 @@ def test_given_another_keyword_when_it_fails_then_the_keyword_and_its_value_are_
 
 def test_given_a_violation_then_it_belongs_to_the_stream() -> None:
     assert violation(count=1.5).as_airbyte_message().trace.error.stream_descriptor.name == "toy_stream"
+
+
+def test_given_a_format_other_than_the_two_when_the_fast_validator_objects_then_the_reference_implementation_wins() -> None:
+    schema = {"type": "object", "properties": {"contact": {"type": "string", "format": "email"}}}
+    RecordValidator("toy_stream", schema).validate({"contact": "not an email address"})  # only date-time and date are judged
