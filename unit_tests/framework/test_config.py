@@ -50,7 +50,7 @@ def test_given_the_four_vendor_plugins_when_the_spec_is_assembled_then_it_equals
         assert ours["properties"][name] == schema, name
 
 
-def test_given_the_assembled_spec_then_the_shard_is_last_with_its_bounds() -> None:
+def test_given_the_assembled_spec_when_the_shard_is_read_then_it_is_last_with_its_bounds() -> None:
     shard = connection_specification()["properties"]["shard"]
     assert shard["order"] == 5
     assert shard["required"] == ["index", "count"]

@@ -58,7 +58,7 @@ def loaded(state: Any, warnings: Warnings, **kwargs: Any) -> PerPartitionCursor:
 # ----- no cursor -------------------------------------------------------------------------------------
 
 
-def test_given_a_snapshot_stream_then_its_state_is_the_no_cursor_marker_and_never_changes() -> None:
+def test_given_a_snapshot_stream_when_partitions_close_then_its_state_is_the_no_cursor_marker_and_never_changes() -> None:
     cursor = NoCursor()
     cursor.load({"anything": 1}, logging.getLogger("test"), "s")
     assert cursor.state == {"__ab_no_cursor_state_message": True} == NO_CURSOR_STATE

@@ -34,7 +34,7 @@ def test_given_a_page_size_when_the_first_page_is_asked_then_it_is_sent_as_its_p
     assert LinkHeaderPaginator("perPage").first_page_params() == {}
 
 
-def test_given_a_single_page_endpoint_then_there_is_never_a_next_page() -> None:
+def test_given_a_single_page_endpoint_when_asked_then_there_is_never_a_next_page() -> None:
     assert SinglePage().next_page(page(**{"Link": '<https://api.acme.example/v1/items?p=2>; rel="next"'})) is None
     assert SinglePage().announced_pages(page()) is None
 

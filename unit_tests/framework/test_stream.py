@@ -262,7 +262,7 @@ def test_given_a_snapshot_stream_when_run_then_its_only_state_is_the_no_cursor_m
 # ----- UsageStream -------------------------------------------------------------------------------------
 
 
-def test_given_a_primary_key_and_a_cursor_then_both_are_required_fields() -> None:
+def test_given_a_primary_key_and_a_cursor_when_required_fields_are_asked_then_both_are() -> None:
     assert ToyUsage({}).required_fields() == ["networkId", "id", "ts"]
     assert ToySnapshot(vendor(), sync()).required_fields() == ["id"]
 
@@ -381,7 +381,7 @@ def test_given_records_through_the_cdk_when_emitted_then_they_carry_the_stream_a
     assert record.record.emitted_at > 1_700_000_000_000
 
 
-def test_given_a_snapshot_read_in_full_through_the_cdk_then_records_then_the_no_cursor_state() -> None:
+def test_given_a_snapshot_when_read_in_full_through_the_cdk_then_records_then_the_no_cursor_state() -> None:
     assert shown(read(ToySnapshot(vendor(), sync()), SyncMode.full_refresh)) == [
         ("record", "n1"),
         ("record", "n2"),
@@ -389,7 +389,7 @@ def test_given_a_snapshot_read_in_full_through_the_cdk_then_records_then_the_no_
     ]
 
 
-def test_given_a_stream_that_fails_midway_through_the_cdk_then_the_state_never_passes_the_emitted_records() -> None:
+def test_given_a_stream_that_fails_midway_when_read_through_the_cdk_then_the_state_never_passes_the_emitted_records() -> None:
     stream = ToyUsage({"N1": [usage("N1", "a", "2026-11-01T00:00:00Z")], "N2": [{"networkId": "N2", "id": "b", "ts": "2026-11-02T00:00:00Z", "bytes": "x"}]})
     messages: List[AirbyteMessage] = []
     with pytest.raises(Exception):  # the CDK's summary of the failed streams, at the end of the read

@@ -79,7 +79,7 @@ def test_given_a_date_when_checked_then_only_real_yyyy_mm_dd_dates_pass(value: s
         assert str(violation(day=value)) == f"toy_stream: record field 'day' has value {value!r}, which is not a valid date (YYYY-MM-DD)"
 
 
-def test_given_the_format_checker_then_it_knows_exactly_the_two_formats() -> None:
+def test_given_the_format_checker_when_asked_then_it_knows_exactly_the_two_formats() -> None:
     checker = format_checker()
     assert set(checker.checkers) == {"date-time", "date"}
     assert checker.conforms("2026-01-01T00:00:00Z", "date-time")
@@ -164,7 +164,7 @@ def test_given_another_keyword_when_it_fails_then_the_keyword_and_its_value_are_
     assert str(failure.value) == "toy_stream: record field 'n' has value -1, which does not satisfy minimum 0"
 
 
-def test_given_a_violation_then_it_belongs_to_the_stream() -> None:
+def test_given_a_violation_when_reported_then_it_belongs_to_the_stream() -> None:
     assert violation(count=1.5).as_airbyte_message().trace.error.stream_descriptor.name == "toy_stream"
 
 

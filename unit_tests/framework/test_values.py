@@ -62,7 +62,7 @@ def test_given_an_unreadable_instant_when_repaired_then_it_raises_naming_field_a
     assert str(failure.value).startswith(f"field 'last_updated' has value {value!r}, which is not ")
 
 
-def test_given_an_unreadable_string_instant_then_the_message_says_what_was_expected() -> None:
+def test_given_an_unreadable_string_instant_when_repaired_then_the_message_says_what_was_expected() -> None:
     with pytest.raises(UnreadableValue) as failure:
         instant("soon", "ts")
     assert str(failure.value) == "field 'ts' has value 'soon', which is not an ISO 8601 timestamp"

@@ -15,7 +15,7 @@ def at(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)
 
 
-def test_given_the_epoch_constant_then_it_is_1970_in_utc() -> None:
+def test_given_the_epoch_constant_when_read_then_it_is_1970_in_utc() -> None:
     assert EPOCH == datetime(1970, 1, 1, tzinfo=UTC)
 
 
