@@ -187,7 +187,7 @@ def test_given_a_reset_115_days_away_when_the_next_request_is_due_then_the_strea
     [failure, *_] = error_messages(output)
     assert failure.startswith(
         f"thousandeyes: GET {TESTS_URL} the organization (240 requests/minute) budget is spent: the vendor asks to wait "
-        "115.0 days before the next request, longer than the 2 minutes allowed (SOURCE_USAGE_MAX_WAIT_SECONDS); try again after 2"
+        "115.0 days before the next request, longer than the 120 s allowed (SOURCE_USAGE_MAX_WAIT_SECONDS); try again after 2"
     )
     assert requests_to(mock, TESTS_URL) == []
     assert budget_clock.waits == []
@@ -252,6 +252,6 @@ def test_given_a_reset_past_the_year_9999_when_the_next_request_is_due_then_it_f
         output = read_streams(te_config(), BOTH, expect_failure=True)
 
     assert error_messages(output)[0].startswith(f"thousandeyes: GET {TESTS_URL} the organization (240 requests/minute) budget is spent")
-    assert "longer than the 2 minutes allowed (SOURCE_USAGE_MAX_WAIT_SECONDS)" in error_messages(output)[0]
+    assert "longer than the 120 s allowed (SOURCE_USAGE_MAX_WAIT_SECONDS)" in error_messages(output)[0]
     assert requests_to(mock, TESTS_URL) == []
     assert output.errors[0].trace.error.stack_trace is None

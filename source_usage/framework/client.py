@@ -108,7 +108,7 @@ class VendorClient:
             problem: Optional[Exception] = None
             try:
                 prepared = self.session.prepare_request(request)
-            except (requests.RequestException, ValueError) as unusable:
+            except (requests.RequestException, ValueError, TypeError) as unusable:
                 raise UsageError(
                     f"{self.vendor}: the request for {endpoint_of(url)} could not be built ({type(unusable).__name__}: {untrusted(unusable, 160)})",
                     FailureType.config_error,
@@ -119,7 +119,7 @@ class VendorClient:
                         self._sent += 1
                     response = self.session.send(prepared, timeout=policy.timeout, allow_redirects=allow_redirects)
             except RequestRefused as refused:
-                raise self._failed(method, url, str(refused), FailureType.system_error) from None
+                raise self._failed(method, url, str(refused), refused.failure_type) from None
             except UsageError:
                 raise
             except Exception as failure:  # network failures are retried; anything else fails with its name

@@ -173,7 +173,7 @@ class PerPartitionCursor(StreamCursor):
                 f"{{'states': [{{'partition': {{{', '.join(self._partition_fields)}}}, 'cursor': {{'{self.cursor_field}': <timestamp>}}}}]}}"
             )
         guard = _Guard(self._parse, self._clock, stream, logger)
-        for entry in entries or ():
+        for entry in entries if isinstance(entries, list) else ():
             try:
                 partition, cursor = entry["partition"], entry["cursor"]
                 key = tuple(_scalar(partition[field]) for field in self._partition_fields)

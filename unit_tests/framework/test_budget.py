@@ -313,10 +313,6 @@ def test_given_a_vendor_with_a_spent_budget_when_it_sends_then_it_fails_unretrie
     assert waits == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a budget wait beyond the bound fails as system_error (client.py treats every RequestRefused so), while the same wait announced by a 429 fails as transient_error",
-)
 def test_given_a_vendor_with_a_budget_spent_for_long_when_it_sends_then_it_fails_as_transient_like_a_long_retry_after(waits: List[float]) -> None:
     connection = VendorConnection("acme", BASE, VendorErrors("acme"), budget_layers=[hourly("per-organization", organization, 1)], settings=Settings())
     with requests_mock.Mocker() as mock:

@@ -235,7 +235,7 @@ def test_given_an_announced_wait_over_the_maximum_when_sent_then_it_fails_at_onc
     assert waits == []
     assert re.fullmatch(
         rf"acme: GET {re.escape(THINGS)} HTTP 429 \(rate limited\): the vendor asks to wait 1\.0 hours before the next request, "
-        r"longer than the 2 minutes allowed \(SOURCE_USAGE_MAX_WAIT_SECONDS\); try again after \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+        r"longer than the 120 s allowed \(SOURCE_USAGE_MAX_WAIT_SECONDS\); try again after \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
         str(failure),
     )
 
@@ -252,7 +252,7 @@ def test_given_a_5xx_announcing_a_wait_over_the_maximum_when_sent_then_it_fails_
         mock.get(THINGS, [{"status_code": 503, "json": {}, "headers": {"Retry-After": "121"}}, OK])
         failure = failure_of(acme())
     assert waits == []
-    assert "HTTP 503: the vendor asks to wait 2 minutes before the next request" in str(failure)
+    assert "HTTP 503: the vendor asks to wait 121 s before the next request" in str(failure)
 
 
 def test_given_waits_adding_up_over_the_total_when_sent_then_it_fails_before_the_wait_that_would_pass_it(waits: List[float]) -> None:
@@ -291,8 +291,9 @@ def test_given_a_wait_when_retrying_then_it_is_logged_with_vendor_endpoint_reaso
     assert seen[0].levelno == logging.INFO
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: client logs every retry wait at INFO, ignoring SOURCE_USAGE_LOG_WAITS_OVER_SECONDS (short waits should be DEBUG)")
-def test_given_a_wait_shorter_than_log_waits_over_seconds_when_retrying_then_it_is_logged_at_debug_only(waits: List[float]) -> None:
+def test_given_a_wait_shorter_than_log_waits_over_seconds_when_retrying_then_it_is_still_logged_at_info(waits: List[float]) -> None:
+    """The README's rule: every retry (an error or a 429) is logged at INFO, with why; the threshold applies to
+    the waits of client-side budgets, which happen far more often."""
     logger = logging.getLogger("test.client.short-waits")
     seen: List[logging.LogRecord] = []
     handler = logging.Handler()
@@ -305,7 +306,7 @@ def test_given_a_wait_shorter_than_log_waits_over_seconds_when_retrying_then_it_
             acme(replace(FAST, log_waits_over_seconds=5.0), logger=logger).send("GET", "things")
     finally:
         logger.removeHandler(handler)
-    assert [record.levelno for record in seen] == [logging.DEBUG]
+    assert [record.levelno for record in seen] == [logging.INFO]
 
 
 # ----- authentication --------------------------------------------------------------------------------
@@ -409,7 +410,7 @@ def test_given_a_redirect_to_a_host_the_credentials_must_not_reach_when_sent_the
         failure = failure_of(acme(shard_redirects=shard_redirects))
         assert foreign.call_count == 0
         assert mock.call_count == 1
-    assert str(failure).startswith(f"acme: GET {THINGS} an HTTP 302 redirect points at ")
+    assert str(failure).startswith(f"acme: GET {THINGS} was answered with an HTTP 302 redirect to ")
     assert str(failure).endswith(", which is not this vendor's configured host: not followed")
     assert failure.failure_type == FailureType.system_error
     assert waits == []
@@ -422,7 +423,7 @@ def test_given_an_ip_address_base_url_when_redirected_to_another_host_then_no_sh
         foreign = mock.get("https://0.0.1/acme/v1/things", json={})
         failure = failure_of(acme(base_url=base, shard_redirects=True))
         assert foreign.call_count == 0
-    assert "points at https://0.0.1" in str(failure)
+    assert "redirect to https://0.0.1, which is not this vendor's configured host" in str(failure)
 
 
 def test_given_a_request_that_cannot_be_built_when_sent_then_it_is_a_config_error_and_nothing_is_sent(waits: List[float]) -> None:

@@ -196,10 +196,6 @@ def test_given_a_state_of_an_unknown_shape_when_loaded_then_it_is_ignored_with_a
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PerPartitionCursor.load warns about the unknown shape, then iterates a non-list 'states' (its characters or keys) as entries and adds a misleading 'ignoring N saved cursor value(s)' warning",
-)
 @pytest.mark.parametrize("state", [{"states": "N1"}, {"states": {"partition": {"networkId": "N1"}}}])
 def test_given_states_that_are_not_a_list_when_loaded_then_only_the_unknown_shape_warning_is_given(state: Any, warnings: Warnings) -> None:
     cursor = loaded(state, warnings)

@@ -150,7 +150,7 @@ def test_given_a_next_link_to_another_host_when_read_then_it_fails_before_any_re
             next(pages)
         assert stolen.call_count == 0
         assert mock.call_count == 1
-    assert str(failure.value).startswith(f"acme: GET {ITEMS} a next-page link points at ")
+    assert str(failure.value).startswith(f"acme: GET {ITEMS} sent a next-page link to ")
     assert str(failure.value).endswith(", which is not this vendor's configured host: not followed")
     assert failure.value.failure_type == FailureType.system_error
 

@@ -105,10 +105,10 @@ def test_given_a_base_url_that_is_not_http_when_a_policy_is_made_then_it_is_a_va
 def test_given_a_foreign_url_when_checked_then_it_raises_a_refusal_naming_its_origin_only() -> None:
     policy = HostPolicy.for_base_url("https://api.meraki.com/api/v1")
     with pytest.raises(ForeignHost) as refused:
-        policy.check("http://user:pw@127.0.0.2:8080/steal?token=1", "a next-page link")
+        policy.check("http://user:pw@127.0.0.2:8080/steal?token=1", "sent a next-page link to")
     assert isinstance(refused.value, RequestRefused)
     assert refused.value.url == "http://user:pw@127.0.0.2:8080/steal?token=1"
-    assert str(refused.value) == "a next-page link points at http://127.0.0.2:8080, which is not this vendor's configured host: not followed"
+    assert str(refused.value) == "sent a next-page link to http://127.0.0.2:8080, which is not this vendor's configured host: not followed"
 
 
 def test_given_an_allowed_url_when_checked_then_nothing_is_raised() -> None:

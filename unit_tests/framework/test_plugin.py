@@ -107,7 +107,3 @@ def test_given_two_plugins_of_one_name_when_listed_then_the_first_is_kept_with_a
     installed += [Entry("alpha", first), Entry("alpha-fork", second)]
     assert plugins() == [first]
     assert airbyte_log.lines() == ["Two vendor plugins are named 'alpha'; using the first one found"]
-
-
-def test_given_a_plugin_when_its_stream_names_are_not_declared_then_there_are_none() -> None:
-    assert Toy("alpha").stream_names() == ()

@@ -175,9 +175,25 @@ def test_given_a_record_breaking_the_schema_when_run_then_it_fails_naming_stream
     assert str(failure.value) == "toy_usage: record field 'bytes' has value 1.5, which is not of type integer"
 
 
-def test_given_a_null_cursor_value_when_run_then_it_fails_naming_the_cursor_field() -> None:
-    with pytest.raises(SchemaViolation, match="record field 'ts' has value None, which is a primary-key or cursor field"):
-        run_events(ToyUsage({"N1": [usage("N1", "a", None)]}))  # type: ignore[arg-type]
+def test_given_a_null_cursor_value_when_run_then_the_record_is_skipped_with_one_warning_naming_the_field(caplog: pytest.LogCaptureFixture) -> None:
+    records = [usage("N1", "a", None), usage("N1", "b", "2026-11-05T00:00:00Z"), usage("N1", "c", None)]  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger=LOGGER.name):
+        events = run_events(ToyUsage({"N1": records}))
+    emitted = [record["id"] for event in events if isinstance(event, Records) for record in event.records]
+    assert emitted == ["b"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        "toy: toy_usage: skipped 2 record(s) whose ts (a primary-key or cursor field) the API sent as null or left out: "
+        "such a record cannot be deduplicated or checkpointed"
+    ]
+
+
+def test_given_a_record_without_a_primary_key_field_when_run_then_it_is_skipped_and_the_others_checkpoint(caplog: pytest.LogCaptureFixture) -> None:
+    record = usage("N1", "a", "2026-11-05T00:00:00Z")
+    del record["id"]
+    events = run_events(ToyUsage({"N1": [record, usage("N1", "b", "2026-11-04T00:00:00Z")]}))
+    assert [record["id"] for event in events if isinstance(event, Records) for record in event.records] == ["b"]
+    assert events[-1].state == state_of(("N1", "2026-11-04T00:00:00Z"))
 
 
 def test_given_a_value_a_vendor_repair_cannot_read_when_run_then_it_fails_as_a_schema_violation_naming_the_field() -> None:

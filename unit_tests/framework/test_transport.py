@@ -213,10 +213,6 @@ def test_given_a_close_delimited_body_dripping_when_the_deadline_passes_then_the
     assert waits == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a deadline noticed while reading the body (BoundedBody -> Attempt.check) fails as system_error; the same deadline noticed by a socket error is transient_error",
-)
 def test_given_a_close_delimited_body_dripping_when_the_deadline_passes_then_it_fails_as_transient_like_any_deadline(
     tight_deadline: None, raw_server: Callable[..., RawServer], waits: List[float]
 ) -> None:
@@ -233,10 +229,6 @@ def test_given_a_server_that_never_answers_when_the_deadline_passes_then_the_req
     assert waits == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a deadline hit while the server drips the HEADERS ends them early; the empty 200 is retried as 'not valid JSON' instead of failing as a deadline",
-)
 def test_given_a_server_dripping_the_headers_when_the_deadline_passes_then_the_request_fails_unretried(
     tight_deadline: None, raw_server: Callable[..., RawServer], waits: List[float]
 ) -> None:
@@ -247,10 +239,6 @@ def test_given_a_server_dripping_the_headers_when_the_deadline_passes_then_the_r
     assert waits == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a deadline hit before the first byte of a close-delimited body yields an empty 200, retried as 'not valid JSON' instead of failing as a deadline",
-)
 def test_given_a_close_delimited_body_that_never_starts_when_the_deadline_passes_then_the_request_fails_unretried(
     tight_deadline: None, raw_server: Callable[..., RawServer], waits: List[float]
 ) -> None:
@@ -286,7 +274,7 @@ def test_given_a_redirect_to_another_loopback_host_when_sent_then_not_one_connec
     server = raw_server(answer(b"", status="302 Found", Location=f"{foreign.url}/v1/things"))
     failure = failure_of(acme(server))
     assert str(failure) == (
-        f"acme: GET {server.url}/v1/things an HTTP 302 redirect points at {foreign.url}, which is not this vendor's configured host: not followed"
+        f"acme: GET {server.url}/v1/things was answered with an HTTP 302 redirect to {foreign.url}, which is not this vendor's configured host: not followed"
     )
     assert foreign.connections == 0
     assert server.connections == 1
