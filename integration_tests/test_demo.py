@@ -261,7 +261,14 @@ def test_given_the_sandbox_with_config_out_when_the_connector_checks_that_file_t
         assert check.returncode == 0 and statuses == [{"status": "SUCCEEDED"}], check.stdout[-3000:] + check.stderr[-3000:]
     finally:
         sandbox.send_signal(signal.SIGTERM)
-        stdout, _ = sandbox.communicate(timeout=30)
+        try:
+            sandbox.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+            sandbox.wait(timeout=30)
+            raise AssertionError("SIGTERM did not stop the sandbox within 30 s") from None
+    stdout = sandbox.stdout.read()  # the config it printed: a few kB, held in the pipe until now
+    sandbox.stdout.close()
     assert sandbox.returncode == 0
     assert json.loads(stdout) == config, "the file holds the config it printed"
     listening = re.search(r"at (http://[\d.]+:\d+)", ready)
