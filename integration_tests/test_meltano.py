@@ -41,7 +41,6 @@ from integration_tests.harness import (
 from source_usage.emulator import Emulator
 from source_usage.framework.windows import floor_time, parse_timestamp
 
-pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 MELTANO = "meltano>=4,<5"
@@ -49,6 +48,7 @@ MELTANO_VERSION = re.compile(r"\bversion 4\.")  # `meltano --version` of a relea
 MELTANO_HOME = REPO / ".meltano-venv"  # Meltano's venv, reused by every run
 PLUGINS = MELTANO_HOME / "meltano-sys"  # Meltano's system folder (MELTANO_SYS_DIR_ROOT): the plugins' venvs
 INSTALL_TIMEOUT_SECONDS = 900
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(INSTALL_TIMEOUT_SECONDS + 300)]  # the first run installs Meltano
 # What pip or uv print when the package index cannot be reached (anything else is a real failure).
 NO_INDEX = re.compile(
     r"Could not find a version|No matching distribution|Failed to establish a new connection|Temporary failure in name resolution"

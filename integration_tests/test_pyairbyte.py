@@ -32,7 +32,9 @@ import airbyte as ab  # noqa: E402
 from airbyte.caches import CacheBase, DuckDBCache, PostgresCache  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-pytestmark = pytest.mark.slow  # two syncs per warehouse, ~20-40 s each
+# Two syncs per warehouse, ~15-40 s each, run in the first test's setup: more than pytest.ini's 300 s on a
+# loaded machine is still a hang.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 LEDGER = "usage_ledger"
 VENDORS = {"meraki", "twilio", "emnify", "thousandeyes"}
