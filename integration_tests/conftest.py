@@ -1,14 +1,28 @@
-"""Integration tests run the real console script as a subprocess against the emulator on 127.0.0.1."""
+"""Integration tests run the real console script as a subprocess against the emulator on 127.0.0.1.
+
+The image tests (marked `image`: integration_tests/test_image.py and the standard suite's
+`test_docker_image_*`) run the connector in its Docker image instead, built once per session by the
+`connector_image` fixture below. Where no Docker engine answers, or the image cannot be built for want of
+a network (no base image to pull, no package index), they are skipped with that reason; with
+SOURCE_USAGE_REQUIRE_DOCKER=1 (as in CI) they fail instead.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
-from typing import Iterator, List
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, NoReturn, Optional
 
 import pytest
 
 from source_usage.emulator import Emulator
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -24,19 +38,165 @@ def meraki_emulator() -> Iterator[Emulator]:
         yield running
 
 
-def docker_engine_available() -> bool:
+# ----- the Docker image ---------------------------------------------------------------------------------
+
+IMAGE = os.environ.get("SOURCE_USAGE_IMAGE", "airbyte/source-usage:dev")
+"""The tag the image tests build and run (`make image` builds the same)."""
+LOCAL_BASE_IMAGE = "source-usage/local-base:bookworm"
+"""What scripts/local-base-image.sh builds from Debian's packages, for machines that cannot pull Airbyte's."""
+BUILD_TIMEOUT_SECONDS = 1200
+NETWORK_ERRORS = re.compile(
+    r"Temporary failure in name resolution|Name or service not known|no such host|Could not resolve host|"
+    r"Network is unreachable|NewConnectionError|Connection refused|Read timed out|ConnectTimeoutError",
+    re.IGNORECASE,
+)
+"""What pip (or Docker) says when the package index (or registry) cannot be reached at all: only then is a
+failed build skipped as 'no network'; any other failure fails the image tests."""
+
+
+def require_docker() -> bool:
+    return os.environ.get("SOURCE_USAGE_REQUIRE_DOCKER") == "1"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip an image test for `reason`, or fail it where the image tests are required (CI)."""
+    if require_docker():
+        pytest.fail(f"{reason} (and SOURCE_USAGE_REQUIRE_DOCKER=1 requires the image tests)", pytrace=False)
+    pytest.skip(reason)
+
+
+def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def docker_engine_problem() -> Optional[str]:
+    """Why no Docker engine can be used here, or None when one answers."""
     if shutil.which("docker") is None:
-        return False
+        return "no Docker engine: the `docker` command is not installed"
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        info = docker("info", "--format", "{{.ServerVersion}}", timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"no Docker engine: `docker info` did not answer ({error})"
+    if info.returncode != 0 or not info.stdout.strip():
+        return f"no Docker engine: `docker info` failed: {last_line(info.stderr)}"
+    return None
+
+
+def image_present(image: str) -> bool:
+    return docker("image", "inspect", "--format", "{{.Id}}", image).returncode == 0
+
+
+def dockerfile_default_base() -> str:
+    match = re.search(r"^ARG BASE_IMAGE=(\S+)", (REPOSITORY / "Dockerfile").read_text(), re.MULTILINE)
+    assert match, "the Dockerfile declares no default for ARG BASE_IMAGE"
+    return match.group(1)
+
+
+def base_image() -> str:
+    """The base to build FROM: $SOURCE_USAGE_BASE_IMAGE if set; else Airbyte's pinned base if it is here
+    already; else the local base of scripts/local-base-image.sh if it is here; else Airbyte's, pulled."""
+    chosen = os.environ.get("SOURCE_USAGE_BASE_IMAGE")
+    pinned = dockerfile_default_base()
+    if not chosen:
+        for candidate in (pinned, LOCAL_BASE_IMAGE):
+            if image_present(candidate):
+                return candidate
+        chosen = pinned
+    if image_present(chosen):
+        return chosen
+    pull = docker("pull", "--quiet", chosen, timeout=900)
+    if pull.returncode != 0:
+        unavailable(
+            f"no network to get a base image: pulling {chosen} failed ({last_line(pull.stderr)}); "
+            f"build one offline with `scripts/local-base-image.sh` (it tags {LOCAL_BASE_IMAGE}, which the "
+            "image tests then use), or set SOURCE_USAGE_BASE_IMAGE"
+        )
+    return chosen
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    base: str
+    build_seconds: float
+
+
+_session_timings: Dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def connector_image() -> BuiltImage:
+    """The connector image, built once per session by scripts/build-image.sh (as `make image` builds it)."""
+    problem = docker_engine_problem()
+    if problem:
+        unavailable(problem)
+    base = base_image()
+    started = time.monotonic()
+    try:
+        build = subprocess.run(
+            ["bash", str(REPOSITORY / "scripts" / "build-image.sh")],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_SECONDS,
+            env={**os.environ, "IMAGE": IMAGE, "BASE_IMAGE": base},
+            cwd=REPOSITORY,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"building {IMAGE} took more than {BUILD_TIMEOUT_SECONDS} s", pytrace=False)
+    seconds = time.monotonic() - started
+    _session_timings["build"] = seconds
+    if build.returncode != 0:
+        output = build.stdout + build.stderr
+        network = [line.strip() for line in output.splitlines() if NETWORK_ERRORS.search(line)]
+        if network:
+            unavailable(f"no network: building {IMAGE} FROM {base} could not download its dependencies: {network[-1]}")
+        pytest.fail(f"building {IMAGE} FROM {base} failed:\n{output[-4000:]}", pytrace=False)
+    return BuiltImage(IMAGE, base, seconds)
+
+
+# ----- marking and counting the image tests ---------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "image: runs the connector's Docker image (needs a Docker engine; `make test-image` runs only these)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """The standard suite's image tests build the Docker image: they need a Docker engine (and network)."""
-    docker_tests = [item for item in items if item.name.startswith("test_docker_image")]
-    if docker_tests and not docker_engine_available():
-        skip = pytest.mark.skip(reason="no Docker engine here: the image tests of the standard suite need one")
-        for item in docker_tests:
-            item.add_marker(skip)
+    """The standard suite's image tests (`test_docker_image_*`) count as image tests too."""
+    for item in items:
+        if item.name.startswith("test_docker_image"):
+            item.add_marker(pytest.mark.image)
+
+
+_image_outcomes: Dict[str, str] = {}
+_image_seconds: List[float] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "image" not in report.keywords:
+        return
+    _image_seconds.append(report.duration)
+    if report.when == "setup":
+        _image_outcomes[report.nodeid] = "passed" if report.passed else "skipped" if report.skipped else "error"
+    elif report.when == "call":
+        _image_outcomes[report.nodeid] = report.outcome
+    elif report.failed:
+        _image_outcomes[report.nodeid] = "error"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if not _image_outcomes:
+        return
+    counts: Dict[str, int] = {}
+    for outcome in _image_outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    tally = ", ".join(f"{counts[name]} {name}" for name in ("passed", "skipped", "failed", "error") if name in counts)
+    build = f", building the image {_session_timings['build']:.1f} s of it" if "build" in _session_timings else ""
+    terminalreporter.write_line(f"image tests took {sum(_image_seconds):.1f} s ({tally}{build})")

@@ -6,11 +6,13 @@ import pytest
 
 from integration_tests.harness import (
     assert_read_matches_emulator,
+    assert_records_match,
     configured_catalog,
+    primary_key,
     run_connector,
 )
 from source_usage.emulator import Emulator
-from source_usage.emulator.thousandeyes import ThousandEyesApp
+from source_usage.emulator.thousandeyes import UNITS_NEED_USAGE_BASED_PRICING, ThousandEyesApp
 
 STREAMS = ["thousandeyes_usage", "thousandeyes_test_usage"]
 PERMISSION = 'the token\'s user lacks the permission "View organization usage" (called "View Billing" in the usage SDK\'s docs)'
@@ -127,3 +129,47 @@ def test_check_sends_one_request_and_reports_a_missing_permission() -> None:
             "message": f"thousandeyes: {PERMISSION} (HTTP 403: Forbidden: Insufficient permissions to query endpoint)",
         }
         assert emulator.stats()["thousandeyes"]["by_route"] == {"/usage": {"200": 1, "403": 1}}
+
+
+# ----- real vendor behaviour: no usage-based pricing, tests without ids ---------------------------------------------
+
+
+def test_given_an_organization_without_usage_based_pricing_and_a_server_that_does_not_expand_tests_when_read_then_test_usage_fails_with_its_own_403_message() -> None:
+    knobs = {"usage_based_pricing": False, "expand_supported": False}
+    with Emulator(seed=5, scale=2, rate_limits=True, vendors=["thousandeyes"], thousandeyes=knobs) as emulator:
+        config = emulator.config()
+        catalog = configured_catalog(config, STREAMS)
+
+        run = run_connector("read", config, catalog)
+
+        assert run.returncode != 0
+        [error] = [error for error in run.errors if error.get("stream_descriptor")]
+        assert error["stream_descriptor"]["name"] == "thousandeyes_test_usage"
+        assert error["failure_type"] == "config_error"
+        message = error["message"]
+        assert "GET /usage/units/tests was refused (HTTP 403)" in message and "usage-based pricing" in message, message
+        assert "did not expand its tests" in message
+        assert UNITS_NEED_USAGE_BASED_PRICING in message, "ThousandEyes' own text is kept"
+        assert PERMISSION not in message, "not the missing-permission message"
+        assert run.stream_statuses("thousandeyes_usage")[-1] == "COMPLETE"
+        assert_records_match(
+            run.records("thousandeyes_usage"), emulator.expected("thousandeyes_usage"), primary_key(catalog, "thousandeyes_usage"), "thousandeyes_usage"
+        )
+        assert emulator.stats()["thousandeyes"]["by_route"] == {"/usage": {"200": 1}, "/usage/units/tests": {"403": 1}}
+
+
+def test_given_a_test_reported_without_its_id_when_read_then_the_other_tests_are_exact_and_the_skipped_one_is_warned_about() -> None:
+    with Emulator(seed=5, scale=2, rate_limits=True, vendors=["thousandeyes"], thousandeyes={"tests_without_ids": 1}) as emulator:
+        config = emulator.config()
+        catalog = configured_catalog(config, STREAMS)
+
+        run = run_connector("read", config, catalog)
+
+        assert_read_matches_emulator(run, emulator, catalog, holds_records=True)
+        [skipped] = [test for test in thousandeyes(emulator).tests if test.omitted]
+        assert skipped.test_name not in {record.get("testName") for record in run.records("thousandeyes_test_usage")}
+        assert len(run.records("thousandeyes_test_usage")) == len(emulator.expected("thousandeyes_test_usage")) > 0
+        warnings = [line for line in run.logs("WARN") if "thousandeyes_test_usage" in line]
+        assert len(warnings) == 1, run.logs("WARN")
+        assert "skipped 1 record" in warnings[0], warnings
+        assert any(f"whose {field} " in warnings[0] for field in skipped.omitted), (skipped.omitted, warnings)

@@ -179,3 +179,49 @@ def test_the_emulator_pages_and_refuses_requests_as_twilio_does() -> None:
             "more_info": "https://www.twilio.com/docs/errors/20003",
             "status": 401,
         }
+
+
+# ----- real vendor behaviour: nullable fields, a change of granularity ------------------------------------------
+
+NULLABLE = ("data_upload", "data_download", "data_total", "data_total_billed", "billed_unit")
+
+
+def test_given_records_with_null_byte_counts_and_billing_when_read_then_the_records_are_exact_with_the_nulls_kept() -> None:
+    with twilio_emulator(granularity="day", null_fields=True) as emulator:
+        config = emulator.config(start_date=start_date(days_ago=6))
+        catalog = configured_catalog(config, [STREAM])
+
+        run = run_connector("read", config, catalog)
+
+        assert run.returncode == 0 and not run.errors, run.stderr[-2000:]
+        expected = emulator.expected(STREAM, start_date=config["start_date"], granularity="day")
+        nulls = {(key_of(record, ["start_time", "sim_sid"]), field) for record in expected for field in NULLABLE if record[field] is None}
+        assert {field for _, field in nulls} == set(NULLABLE), "the emulator put nulls in every nullable field"
+        assert_records_match(run.records(STREAM), expected, primary_key(catalog, STREAM), STREAM)
+        # A null stays null (the protocol serializer leaves top-level nulls out): never a 0, "" or "None".
+        by_key = {key_of(record, ["start_time", "sim_sid"]): record for record in run.records(STREAM)}
+        for key, field in nulls:
+            assert by_key[key].get(field) is None, (key, field, by_key[key].get(field))
+        assert all(isinstance(record["data_total"], int) for record in run.records(STREAM) if record.get("data_total") is not None)
+
+
+def test_given_a_state_saved_at_day_granularity_when_read_at_hour_granularity_then_the_stream_fails_with_a_config_error_saying_to_reset_it() -> None:
+    with twilio_emulator(granularity="day") as emulator:
+        config = emulator.config(start_date=start_date(days_ago=3))
+        first = run_connector("read", config, configured_catalog(config, [STREAM]))
+        assert first.returncode == 0, first.stderr[-2000:]
+        [saved] = first.final_state()
+        assert saved["stream"]["stream_state"]["granularity"] == "day"
+        emulator.reset_stats()
+
+        hourly = {**config, "twilio": {**config["twilio"], "granularity": "hour"}}
+        second = run_connector("read", hourly, configured_catalog(hourly, [STREAM]), state=[saved])
+
+        assert second.returncode != 0
+        [error] = [error for error in second.errors if error.get("stream_descriptor")]
+        assert error["stream_descriptor"]["name"] == STREAM
+        assert error["failure_type"] == "config_error"
+        message = error["message"]
+        assert "reset the stream" in message and "'hour'" in message and "'day'" in message, message
+        assert not second.records(STREAM), "no hourly row is mixed with the daily ones"
+        assert emulator.stats()["twilio"]["requests"] == 0, "the mismatch is found before any request"

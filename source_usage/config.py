@@ -42,8 +42,8 @@ SHARD = {
     "title": "Shard",
     "description": (
         "For syncs that outgrow one machine: run `count` connections with the same config and `index` 0 to "
-        "count-1. Each reads a disjoint part of the partitions that dominate the sync (Meraki networks and "
-        "organizations, emnify endpoints, ThousandEyes account groups), with its own state; together they read "
+        "count-1. Each reads a disjoint part of the partitions that dominate the sync (networks, organizations, "
+        "endpoints: each vendor's section of the README says which), with its own state; together they read "
         "everything exactly once. Default: one shard."
     ),
     "required": ["index", "count"],

@@ -6,8 +6,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Iterator, List, Mapping, Optional
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.logger import PRINT_BUFFER
@@ -39,6 +40,33 @@ class HideExpectedTracebacks(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+class QuietTransportWarnings(logging.Filter):
+    """urllib3 logs a malformed response's header-parsing problem with its traceback; the message says it all
+    (and the HTTP client fails or retries the request with its own one-line error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def signal_safe(flush: Callable[[], None]) -> Callable[[], None]:
+    """`flush` with SIGINT and SIGTERM held back in the main thread while it writes: an interruption then
+    happens between complete messages, never in the middle of one (which the print buffer would then write
+    again, whole, at exit)."""
+
+    def flush_whole() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return flush()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(INTERRUPTED_EXIT_CODES))
+        try:
+            flush()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    return flush_whole
 
 
 class Interrupted(BaseException):
@@ -80,6 +108,9 @@ def launch(args: Optional[List[str]] = None) -> None:
     entrypoint = UsageEntrypoint(SourceUsage())
     for handler in logging.getLogger().handlers:
         handler.addFilter(HideExpectedTracebacks())
+    for name in ("urllib3.connectionpool", "urllib3.response", "urllib3.connection"):
+        logging.getLogger(name).addFilter(QuietTransportWarnings())  # a logger's filters are not inherited
+    PRINT_BUFFER.flush = signal_safe(PRINT_BUFFER.flush)  # type: ignore[method-assign]
     parsed = entrypoint.parse_args(sys.argv[1:] if args is None else args)
     with interruptible("source-usage"):
         with PRINT_BUFFER:

@@ -56,7 +56,7 @@ from source_usage.framework.errors import UsageError
 from source_usage.framework.plugin import plugins
 from source_usage.framework.settings import reload_settings
 from source_usage.run import HideExpectedTracebacks, UsageEntrypoint, interruptible
-from source_usage.source import SourceUsage
+from source_usage.source import MAX_STATE_DEPTH, SourceUsage, state_depth
 
 TAP_NAME = "tap-usage"
 CAPABILITIES = ("catalog", "discover", "state", "about")
@@ -506,6 +506,8 @@ def read_state_file(path: str) -> Any:
     except (ValueError, RecursionError):
         state = "unreadable"
     try:
+        if state_depth(state) > MAX_STATE_DEPTH:
+            raise UsageError("nested too deeply")
         bookmarks_of(state)
         return state
     except (UsageError, RecursionError):
@@ -596,7 +598,7 @@ def about(output_format: str) -> str:
 
 
 def dotted_settings(spec: Mapping[str, Any], prefix: str = "") -> List[Tuple[str, Mapping[str, Any], bool]]:
-    """(dotted name, schema, required) of every leaf setting: `meraki.api_key`, as Meltano names nested
+    """(dotted name, schema, required) of every leaf setting: `<vendor>.api_key`, as Meltano names nested
     settings. A vendor's setting is required only once that vendor's object is configured."""
     settings: List[Tuple[str, Mapping[str, Any], bool]] = []
     required = set(spec.get("required") or ())

@@ -83,7 +83,7 @@ class SourceUsage(AbstractSource):
             raw = json.loads(text) if text.strip() else None
         except (ValueError, RecursionError):
             raw = None
-        if raw is not None and _depth(raw) <= MAX_STATE_DEPTH:
+        if raw is not None and state_depth(raw) <= MAX_STATE_DEPTH:
             try:
                 return super().read_state(state_path)
             except Exception:
@@ -170,7 +170,7 @@ def build_streams(parsed: UsageConfig, sync: SyncContext) -> List[Stream]:
     return streams
 
 
-def _depth(value: Any, limit: int = MAX_STATE_DEPTH + 1) -> int:
+def state_depth(value: Any, limit: int = MAX_STATE_DEPTH + 1) -> int:
     """How deeply `value` nests (counted without recursion, up to `limit`)."""
     deepest = 0
     pending = [(value, 1)]

@@ -7,6 +7,7 @@ from typing import Iterator, List
 import pytest
 from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 
+from source_usage.framework.budget import reset_process_layers
 from source_usage.framework.settings import reload_settings
 
 
@@ -33,3 +34,9 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> List[float]:
     monkeypatch.setattr("source_usage.framework.client.sleep", recorded.append)
     monkeypatch.setattr("source_usage.framework.budget.sleep", recorded.append)
     return recorded
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_budgets() -> None:
+    """Per-IP budgets are shared by the whole process, by design: each test starts with those of a fresh one."""
+    reset_process_layers()

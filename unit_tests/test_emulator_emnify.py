@@ -487,7 +487,10 @@ def test_expected_daily_records_are_what_the_api_reports(knobs: Dict[str, Any]) 
         def key(record: dict) -> tuple:
             return record["endpoint_id"], record["date"], record["traffic_kind"]
 
-        assert sorted(expected, key=key) == sorted(crawled, key=key)
+        final_before = (today_of(emulator) - timedelta(days=2)).isoformat()  # older than the 2-day lookback
+        assert {record["is_final"] for record in expected if record["date"] < final_before} <= {True}
+        assert {record["is_final"] for record in expected if record["date"] >= final_before} <= {False}
+        assert sorted(({k: v for k, v in record.items() if k != "is_final"} for record in expected), key=key) == sorted(crawled, key=key)
         assert {record["date"] for record in expected} <= {(start + timedelta(days=offset)).isoformat() for offset in range(25)}
         assert not {record["endpoint_id"] for record in expected} & app_of(emulator).deleted
         if knobs:
@@ -503,7 +506,18 @@ def test_expected_monthly_records_are_what_the_snapshot_reports() -> None:
             snapshot = client.json(f"/endpoint/{endpoint_id}/stats")
             for period in ("last_month", "current_month"):
                 for row in snapshot.get(period, {}).values():
-                    crawled.append({**row, **{field: float(row[field]) for field in VOLUMES}, "cost": float(row["cost"]), "period": period})
+                    crawled.append(
+                        {
+                            **row,
+                            **{field: float(row[field]) for field in VOLUMES},
+                            "cost": float(row["cost"]),
+                            "period": period,
+                            # as the connector delivers them: RFC 3339 UTC, and a closed month is final
+                            "month": row["month"].replace(".000Z", "Z"),
+                            "last_updated": row["last_updated"].replace(".000Z", "Z"),
+                            "is_final": period == "last_month",
+                        }
+                    )
         expected = emulator.expected("emnify_endpoint_usage_monthly")
         assert sorted(expected, key=lambda record: record["id"]) == sorted(crawled, key=lambda record: record["id"])
 

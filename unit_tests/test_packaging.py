@@ -25,7 +25,7 @@ def test_the_version_in_metadata_yaml_is_the_package_version() -> None:
 def test_the_dockerfile_labels_the_same_version_and_base_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"LABEL io.airbyte.version={setup_version()}" in dockerfile
-    assert f"FROM {metadata()['connectorBuildOptions']['baseImage']}" in dockerfile
+    assert f"ARG BASE_IMAGE={metadata()['connectorBuildOptions']['baseImage']}" in dockerfile
     assert 'AIRBYTE_ENTRYPOINT="source-usage"' in dockerfile
 
 

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from source_usage.emulator.http import Request, Response
+
+
+@dataclass(frozen=True)
+class BenchScenario:
+    """A benchmark scenario a vendor's emulator declares (`bench/run.py` runs it without naming the vendor).
+
+    `kind` "limited": one read with the vendor's limits on, reported against `VendorApp.ideal` (the time its
+    own limits allow for the requests the read needed) and its share of 429s. `kind` "memory": one read with
+    the limits off, reported by its peak RSS against `target_rss_mb`. `option`: run only when asked for
+    (`--<option>`), e.g. because the limit itself makes it take minutes.
+    """
+
+    name: str
+    title: str
+    knobs: Mapping[str, Any] = field(default_factory=dict)  # this vendor's emulator knobs
+    streams: Optional[Tuple[str, ...]] = None  # None: every stream of the vendor
+    kind: str = "limited"
+    option: Optional[str] = None
+    target_ratio: float = 1.15
+    target_429_share: float = 0.02
+    target_rss_mb: Optional[float] = None
+    scale: Optional[int] = None  # the emulator's scale (default: the benchmark's)
+
+
+@dataclass(frozen=True)
+class Ideal:
+    """The fewest seconds a vendor's limits allow between the first and the last of some requests, and how
+    that figure comes about."""
+
+    seconds: float
+    explanation: str
 
 
 class VendorApp(ABC):
@@ -84,6 +117,37 @@ class VendorApp(ABC):
         with self.lock:
             self.counts.clear()
 
+    # ----- for the benchmark ------------------------------------------------------------------------
+
+    @classmethod
+    def benchmark_scenarios(cls, scale: int) -> List[BenchScenario]:
+        """The scenarios this vendor adds to the benchmark (beyond the ones every vendor takes part in)."""
+        return []
+
+    route_labels: Mapping[str, str] = {}  # route_of(path) -> what it serves (the stream or streams), for reports
+
+    def route_label(self, path: str) -> str:
+        """What a request path (below the prefix) serves, for the benchmark's per-route table."""
+        route = route_of(path)
+        return self.route_labels.get(route, f"{self.name} {route}")
+
+    def minimum_requests(self) -> Dict[str, int]:
+        """Per route label, the fewest requests a complete read of the data held needs (largest pages)."""
+        return {}
+
+    def ideal(self, requests: Sequence[Mapping[str, Any]]) -> Optional[Ideal]:
+        """The fewest seconds this vendor's limits allow for `requests` (request-log entries: method, url,
+        status), from the first to the last; None if it has no limits to compute with."""
+        return None
+
+    def path_of(self, url: str) -> str:
+        """The path of a logged URL below this vendor's prefix (or one of its other prefixes)."""
+        from urllib.parse import urlsplit
+
+        path = urlsplit(url).path
+        prefix = self.prefix_of(path)
+        return path[len(prefix):] if prefix is not None else path
+
 
 def route_of(path: str) -> str:
     """A request path with its ids replaced, for per-route statistics."""
@@ -91,3 +155,45 @@ def route_of(path: str) -> str:
     for part in path.strip("/").split("/"):
         parts.append("{id}" if any(ch.isdigit() for ch in part) and not part.startswith("v") else part)
     return "/" + "/".join(parts)
+
+
+def moving_window_bound(count: int, limit: int, window_seconds: float) -> float:
+    """The fewest seconds from the first to the last of `count` requests under `limit` per moving window."""
+    return math.floor(max(0, count - 1) / limit) * window_seconds if count else 0.0
+
+
+def token_bucket_bound(count: int, rate: float, capacity: float) -> float:
+    """The fewest seconds from the first to the last of `count` requests from a full token bucket."""
+    return max(0.0, count - capacity) / rate
+
+
+def simulate_schedule(requests: Iterable[Tuple[Sequence[Tuple[str, float, float]], Sequence[Tuple[str, int, float]]]]) -> float:
+    """The earliest moment the last of `requests`, sent in order with no latency, can be sent under the
+    limits each names: token buckets `(key, rate, capacity)` and moving windows `(key, limit, seconds)`.
+    Each request goes at the earliest moment all its limits allow, never before the one before it."""
+    from collections import deque
+
+    buckets: Dict[str, Tuple[float, float]] = {}  # key -> (tokens, at)
+    windows: Dict[str, Any] = {}
+    now = 0.0
+    for bucket_limits, window_limits in requests:
+        start = now  # each limit only asks for a later start, so the largest of their answers meets them all
+        for key, rate, capacity in bucket_limits:
+            tokens, at = buckets.get(key, (capacity, 0.0))
+            if tokens + (start - at) * rate < 1:
+                start = at + (1 - tokens) / rate
+        for key, limit, seconds in window_limits:
+            hits = windows.setdefault(key, deque())
+            if len(hits) >= limit:
+                start = max(start, hits[len(hits) - limit] + seconds)
+        for key, rate, capacity in bucket_limits:
+            tokens, at = buckets.get(key, (capacity, 0.0))
+            tokens = min(capacity, tokens + (start - at) * rate)
+            buckets[key] = (tokens - 1, start)
+        for key, limit, seconds in window_limits:
+            hits = windows[key]
+            hits.append(start)
+            while len(hits) > limit:
+                hits.popleft()
+        now = start
+    return now

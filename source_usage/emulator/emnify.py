@@ -102,11 +102,11 @@ from array import array
 from collections import Counter
 from datetime import date, datetime, timedelta
 from email.utils import formatdate
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import jwt
 
-from source_usage.emulator.app import VendorApp
+from source_usage.emulator.app import BenchScenario, Ideal, VendorApp, route_of, simulate_schedule
 from source_usage.emulator.data import iso, parse_iso, stable_hex, stable_int, utc_now
 from source_usage.emulator.http import Request, Response, RollingWindow, TokenBucket, json_response
 
@@ -227,6 +227,7 @@ class EmnifyApp(VendorApp):
         self.issued_tokens: Dict[str, float] = {}  # auth token -> monotonic issue time
         self._token_ids = itertools.count(1)
         count = endpoints if endpoints is not None else 20 * self.scale
+        self._ids_taken: set = set()
         generated = [self._endpoint(index) for index in range(count)]
         self.traits = {endpoint["id"]: self._traits(index) for index, endpoint in enumerate(generated)}
         self.created = {endpoint["id"]: self._created(index) for index, endpoint in enumerate(generated)}
@@ -253,6 +254,9 @@ class EmnifyApp(VendorApp):
 
     def _endpoint(self, index: int) -> dict:
         endpoint_id = 100000 + stable_int(self.seed, "endpoint", index, modulo=900000)
+        while endpoint_id in self._ids_taken:  # ids are unique, as the API's are (a rare collision moves on)
+            endpoint_id = 100000 + (endpoint_id - 100000 + 1) % 900000
+        self._ids_taken.add(endpoint_id)
         created = self._created(index)
         updated = created + timedelta(hours=stable_int(self.seed, "updated", index, modulo=24 * 30))
         return {
@@ -577,6 +581,70 @@ class EmnifyApp(VendorApp):
         super().reset_stats()
         with self.lock:
             self.limited_by.clear()
+
+    # ----- for the benchmark -----------------------------------------------------------------------------
+
+    route_labels = {
+        "/authenticate": "emnify authentication",
+        "/endpoint": "emnify_endpoints",
+        "/endpoint/{id}/stats": "emnify_endpoint_usage_monthly + _last_hour",
+        "/endpoint/{id}/stats/daily": "emnify_endpoint_usage_daily",
+    }
+
+    @classmethod
+    def benchmark_scenarios(cls, scale: int) -> List[BenchScenario]:
+        sweep = ("emnify_endpoints", "emnify_endpoint_usage_monthly")
+        return [
+            BenchScenario(
+                "emnify-sweep",
+                "emnify statistics sweep over 1,500 endpoints with its limits on (under the per-IP 2,000 requests per 5 minutes)",
+                {"endpoints": 1500},
+                streams=sweep,
+                scale=1,
+            ),
+            BenchScenario(
+                "emnify-fleet",
+                "emnify statistics sweep over 2,300 endpoints with its limits on: past 2,000 requests the per-IP window (5 minutes) holds the rest",
+                {"endpoints": 2300},
+                streams=sweep,
+                option="emnify-fleet",
+                scale=1,
+            ),
+        ]
+
+    def minimum_requests(self) -> Dict[str, int]:
+        """One login, the listing at 1,000 per page, one statistics snapshot and one daily series (a range
+        of at most six months) per live endpoint."""
+        live = len(self.expected("emnify_endpoints")) - len(self.deleted)
+        return {
+            "emnify authentication": 1,
+            "emnify_endpoints": max(1, math.ceil(len(self.endpoints) / self.max_per_page)),
+            "emnify_endpoint_usage_monthly + _last_hour": live,
+            "emnify_endpoint_usage_daily": live,
+        }
+
+    def ideal(self, requests: Sequence[Dict[str, Any]]) -> Optional[Ideal]:
+        """The served requests in the order they were sent, each at the earliest moment every limit it falls
+        under allows (no latency): the per-IP window over all of them, the login window, and the path
+        buckets (listing 10/s burst 5, statistics 100/s burst 50)."""
+        ip = ("ip", self.ip_window.limit, self.ip_window.period)
+        limits = []
+        served = sorted((entry for entry in requests if entry["status"] != 429), key=lambda entry: entry["started"])
+        for entry in served:
+            route = route_of(self.path_of(entry["url"]))
+            if route == "/authenticate":
+                limits.append(((), (ip, ("login", self.auth_window.limit, self.auth_window.period))))
+            elif route == "/endpoint":
+                limits.append(((("list", self.list_bucket.rate, self.list_bucket.capacity),), (ip,)))
+            else:
+                limits.append(((("stats", self.stats_bucket.rate, self.stats_bucket.capacity),), (ip,)))
+        seconds = simulate_schedule(limits)
+        return Ideal(
+            seconds,
+            f"{len(served)} requests in the order sent, each as early as the limits allow: per IP {self.ip_window.limit} per "
+            f"{self.ip_window.period:g} s, statistics {self.stats_bucket.rate:g}/s (burst {self.stats_bucket.capacity:g}), "
+            f"listing {self.list_bucket.rate:g}/s (burst {self.list_bucket.capacity:g})",
+        )
 
     # ----- serving -----------------------------------------------------------------------------------
 

@@ -62,12 +62,13 @@ deleted networks' records.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from source_usage.emulator.app import VendorApp
+from source_usage.emulator.app import BenchScenario, Ideal, VendorApp, moving_window_bound, token_bucket_bound
 from source_usage.emulator.data import DAY, iso, midnight, parse_iso, stable_hex, stable_int, utc_now
 from source_usage.emulator.http import (
     Request,
@@ -321,16 +322,13 @@ class MerakiApp(VendorApp):
         start = max(start, utc_now() - LOOKBACK + timedelta(hours=1))
         readable = set(self._readable_organizations())
         with self.lock:
+            # The listings are what the API lists: every organization but those whose API access is disabled
+            # (listed with api.enabled false, skipped up front), and every network of an organization whose
+            # networks can be listed, those deleted after the listing included (they were listed).
             if stream == "meraki_organizations":
-                return [copy.deepcopy(org) for org in self.organizations if include_unreadable or org["id"] in readable]
+                return [copy.deepcopy(org) for org in self.organizations if include_unreadable or org["id"] not in self.disabled]
             if stream == "meraki_networks":
-                return [
-                    copy.deepcopy(network)
-                    for org in self.organizations
-                    if org["id"] in readable
-                    for network in self.networks[org["id"]]
-                    if include_unreadable or network["id"] not in self.deleted_networks
-                ]
+                return [copy.deepcopy(network) for org in self.organizations if org["id"] in readable for network in self.networks[org["id"]]]
             if stream == "meraki_network_clients":
                 return [
                     self._expected_client(org_id, network_id, client)
@@ -349,7 +347,7 @@ class MerakiApp(VendorApp):
                         "ts": iso(self.day_starts[day]),
                         "recv": recv,
                         "sent": sent,
-                        "is_final": self.day_starts[day] + DAY <= final_before,
+                        "is_final": self.day_starts[day] + DAY < final_before,
                     }
                     for org_id, network_id in self._expected_networks(readable)
                     for client in self.clients[network_id]
@@ -407,6 +405,67 @@ class MerakiApp(VendorApp):
         super().reset_stats()
         with self.lock:
             self.limited_by.clear()
+
+    # ----- for the benchmark -----------------------------------------------------------------------------
+
+    route_labels = {
+        "/organizations": "meraki_organizations",
+        "/organizations/{id}/networks": "meraki_networks",
+        "/networks/{id}/clients": "meraki_network_clients",
+        "/networks/{id}/clients/usageHistories": "meraki_client_usage_histories",
+        "/organizations/{id}/licenses": "meraki_organization_licenses",
+    }
+
+    @classmethod
+    def benchmark_scenarios(cls, scale: int) -> List[BenchScenario]:
+        return [
+            BenchScenario(
+                "meraki-fleet",
+                "Meraki over 16 organizations with its limits on (10 requests/s per organization, 100/s per source IP)",
+                {"organizations": 16, "networks_per_organization": 6 * scale},
+            ),
+            BenchScenario(
+                "meraki-memory",
+                "Meraki with networks of 1,000 clients and 31 days of usage, rate limits off, every worker busy",
+                {"organizations": 2, "networks_per_organization": 8, "clients_per_network": 1000, "days": 31, "hidden_days": 0},
+                kind="memory",
+                target_rss_mb=300,
+                scale=1,
+            ),
+        ]
+
+    def minimum_requests(self) -> Dict[str, int]:
+        """One page per listing at the largest `perPage` (organizations 9,000, networks 100,000, clients 5,000,
+        licenses 1,000) and one usage request per 1,000 clients of a network."""
+        organizations = self.expected("meraki_organizations")
+        networks = self.expected("meraki_networks")
+        clients = Counter(client["networkId"] for client in self.expected("meraki_network_clients"))
+        licenses = Counter(item["organizationId"] for item in self.expected("meraki_organization_licenses"))
+        return {
+            "meraki_organizations": max(1, math.ceil(len(organizations) / 9000)),
+            "meraki_networks": len(organizations),
+            "meraki_network_clients": sum(max(1, math.ceil(clients[network["id"]] / 5000)) for network in networks),
+            "meraki_client_usage_histories": sum(math.ceil(clients[network["id"]] / 1000) for network in networks),
+            "meraki_organization_licenses": sum(max(1, math.ceil(licenses[org["id"]] / 1000)) for org in organizations),
+        }
+
+    def ideal(self, requests: Sequence[Dict[str, Any]]) -> Optional[Ideal]:
+        """The larger of the per-organization bound (the busiest organization's requests from a full bucket of
+        10 at 10/s) and the per-IP bound (every request, `ip_limit` per `ip_window_seconds`), for the requests
+        that were served (429s are not needed)."""
+        served = [entry for entry in requests if entry["status"] != 429]
+        per_org = Counter(self._organization_of(self.path_of(entry["url"]).strip("/").split("/")) for entry in served)
+        per_org.pop(None, None)
+        busiest = max(per_org.values(), default=0)
+        org_bound = token_bucket_bound(busiest, ORG_RATE, ORG_BURST)
+        ip_bound = moving_window_bound(len(served), self.ip_window.limit, self.ip_window.period)
+        counts = sorted(per_org.values())
+        return Ideal(
+            max(org_bound, ip_bound),
+            f"{len(served)} requests, per organization {counts[0] if counts else 0}-{busiest}: per organization "
+            f"{org_bound:.1f} s ({busiest} at {ORG_RATE}/s after a burst of {ORG_BURST}), per IP {ip_bound:.1f} s "
+            f"({len(served)} at {self.ip_window.limit} per {self.ip_window.period:g} s)",
+        )
 
     # ----- serving -----------------------------------------------------------------------------------
 

@@ -22,34 +22,37 @@ import threading
 import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from importlib import import_module
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from source_usage.emulator.app import VendorApp, route_of
 from source_usage.emulator.faults import HTML_502, FaultDice, FaultPlan
 from source_usage.emulator.http import Request, Response, json_response
 
-ALL_VENDORS = ("meraki", "twilio", "emnify", "thousandeyes")
+def emulated_vendors() -> Tuple[str, ...]:
+    """The installed vendor plugins that ship an emulation of their API (`VendorPlugin.emulator`)."""
+    from source_usage.framework.plugin import plugins
+
+    return tuple(plugin.name for plugin in plugins() if plugin.emulator)
+
+
+ALL_VENDORS = emulated_vendors()
 
 
 def build_app(name: str, seed: int, scale: int, rate_limits: bool, **knobs: Any) -> VendorApp:
-    if name == "meraki":
-        from source_usage.emulator.meraki import MerakiApp
+    """The emulation a vendor plugin names ("module:Class")."""
+    from source_usage.framework.plugin import plugin_named
 
-        return MerakiApp(seed, scale, rate_limits, **knobs)
-    if name == "twilio":
-        from source_usage.emulator.twilio import TwilioApp
-
-        return TwilioApp(seed, scale, rate_limits, **knobs)
-    if name == "emnify":
-        from source_usage.emulator.emnify import EmnifyApp
-
-        return EmnifyApp(seed, scale, rate_limits, **knobs)
-    if name == "thousandeyes":
-        from source_usage.emulator.thousandeyes import ThousandEyesApp
-
-        return ThousandEyesApp(seed, scale, rate_limits, **knobs)
-    raise ValueError(f"unknown vendor {name!r}")
+    try:
+        target = plugin_named(name).emulator
+    except KeyError:
+        target = None
+    if not target:
+        raise ValueError(f"no emulation of vendor {name!r}: installed ones are {', '.join(ALL_VENDORS)}")
+    module, _, attribute = target.partition(":")
+    app_class = getattr(import_module(module), attribute)
+    return app_class(seed, scale, rate_limits, **knobs)  # type: ignore[no-any-return]
 
 
 class Emulator:

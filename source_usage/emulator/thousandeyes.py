@@ -365,6 +365,17 @@ class ThousandEyesApp(VendorApp):
             config["account_group_id"] = self.account_group_id
         return config
 
+    # ----- for the benchmark -----------------------------------------------------------------------------
+
+    route_labels = {
+        "/usage": "thousandeyes_usage + thousandeyes_test_usage",
+        "/usage/units/tests": "thousandeyes_test_usage (paged fallback)",
+    }
+
+    def minimum_requests(self) -> Dict[str, int]:
+        """One usage request holds the period's counters and its tests."""
+        return {"thousandeyes_usage + thousandeyes_test_usage": 1}
+
     # ----- serving -----------------------------------------------------------------------------------
 
     def rate_limited(self, request: Request) -> Response:

@@ -378,6 +378,14 @@ class TwilioApp(VendorApp):
             config["auth_token"] = self.auth_token
         return config
 
+    # ----- for the benchmark -----------------------------------------------------------------------------
+
+    route_labels = {"/UsageRecords": "twilio_supersim_usage_records"}
+
+    def minimum_requests(self) -> Dict[str, int]:
+        """The usage records at the largest page (1,000)."""
+        return {"twilio_supersim_usage_records": max(1, -(-len(self.expected(STREAM)) // 1000))}
+
     # ----- serving -----------------------------------------------------------------------------------
 
     def rate_limited(self, request: Request) -> Response:

@@ -1,5 +1,5 @@
 """Client-side rate budgets on the CDK's call-rate policies, layered: a request spends from every limit it
-falls under (Meraki: its organization's 10/s AND the source IP's 100/s).
+falls under (say, its organization's 10/s AND the source IP's 100/s).
 
 The CDK's `APIBudget` applies the first matching policy only, so `LayeredBudget` is an `AbstractAPIBudget`
 of layers, each finding the key of a request (an organization, a path, the whole vendor) and keeping one
@@ -192,6 +192,12 @@ def process_layer(key: tuple, make: Callable[[], BudgetLayer]) -> BudgetLayer:
         if layer is None:
             layer = _process_layers[key] = make()
         return layer
+
+
+def reset_process_layers() -> None:
+    """Forget every process-wide layer (tests that must not share per-IP budgets with the tests before them)."""
+    with _process_lock:
+        _process_layers.clear()
 
 
 def everything(request: requests.PreparedRequest) -> Optional[str]:

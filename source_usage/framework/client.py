@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from time import sleep  # tests replace `client.sleep` to record waits instead of sleeping
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -45,7 +46,7 @@ RETRY_ACTIONS = (ResponseAction.RETRY, ResponseAction.REFRESH_TOKEN_THEN_RETRY)
 
 
 class ResponseAware:
-    """An authenticator that wants to see every response (emnify's proves its token with a success)."""
+    """An authenticator that wants to see every response (a token login proves its token with a success)."""
 
     def update_from_response(self, request: requests.PreparedRequest, response: requests.Response) -> None:
         raise NotImplementedError
@@ -73,8 +74,14 @@ class VendorClient:
         self.settings = settings
         self.logger = logger or logging.getLogger(f"airbyte.{vendor}")
         self.sleep = sleep
-        self.requests_sent = 0
+        self._sent = 0
+        self._count_lock = threading.Lock()
         self._rng = random.Random()
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests sent so far (each attempt counts; redirects followed within one are one)."""
+        return self._sent
 
     def send(
         self,
@@ -101,21 +108,26 @@ class VendorClient:
             problem: Optional[Exception] = None
             try:
                 prepared = self.session.prepare_request(request)
-            except (requests.RequestException, ValueError) as unusable:
+            except (requests.RequestException, ValueError, TypeError) as unusable:
                 raise UsageError(
                     f"{self.vendor}: the request for {endpoint_of(url)} could not be built ({type(unusable).__name__}: {untrusted(unusable, 160)})",
                     FailureType.config_error,
                 ) from None
             try:
                 with attempt_deadline(policy.request_deadline_seconds) as attempt:
-                    self.requests_sent += 1
+                    with self._count_lock:
+                        self._sent += 1
                     response = self.session.send(prepared, timeout=policy.timeout, allow_redirects=allow_redirects)
             except RequestRefused as refused:
-                raise self._failed(method, url, str(refused), FailureType.system_error) from None
-            except requests.RequestException as failure:
+                raise self._failed(method, url, str(refused), refused.failure_type) from None
+            except UsageError:
+                raise
+            except Exception as failure:  # network failures are retried; anything else fails with its name
                 if attempt.expired:
                     raise self._failed(method, url, str(DeadlineExceeded(attempt.seconds)), FailureType.transient_error) from None
                 problem = failure
+            if attempt.expired:  # cut off while the headers dripped in: what was parsed is not an answer
+                raise self._failed(method, url, str(DeadlineExceeded(attempt.seconds)), FailureType.transient_error)
             if response is not None and isinstance(self.authenticator, ResponseAware) and authenticated:
                 self.authenticator.update_from_response(prepared, response)
             resolution = handler.interpret_response(response if response is not None else problem)

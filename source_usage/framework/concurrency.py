@@ -303,13 +303,16 @@ class VendorFeed:
                     finished = True
                     raise event.error
                 yield event
-        finally:
+        except GeneratorExit:
+            # The reader stopped this stream early (the CDK moved on): discard the rest of it, keeping the
+            # vendor's channel aligned on its next stream. On any other exit (an interruption) nothing waits.
             while not finished and not self._stop.is_set():
                 try:
                     _, event = self._channel.get()
                 except Stopped:
                     break
                 finished = isinstance(event, (Ended, Failure))
+            raise
 
     def join(self, timeout: float) -> None:
         if self._started:

@@ -48,7 +48,7 @@ def base_url(section: str, raw: Mapping[str, Any], default: str, version_path: s
     """The configured base URL, checked, completed with the API version path when it was left out.
 
     The defaults carry the version path (`/api/v1`, `/v1`, `/v7`); a user who gives only a host or a
-    proxy prefix (`https://api.meraki.ca`, `http://127.0.0.1:8000/twilio`) means the same API, so the
+    proxy prefix (`https://api.example.ca`, `http://127.0.0.1:8000/vendor`) means the same API, so the
     missing version segments are appended. A URL that already ends with the version is used as given.
     Credentials in the URL (a proxy's `user:password@`) are masked in every log line.
     """

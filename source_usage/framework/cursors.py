@@ -141,7 +141,7 @@ class PerPartitionCursor(StreamCursor):
         self._clock = clock
         self._values: MutableMapping[tuple, str] = {}
         self._started: Mapping[tuple, str] = {}
-        self.extra: Dict[str, Any] = {}  # other keys a stream keeps in its state (emnify's time of the sync)
+        self.extra: Dict[str, Any] = {}  # other keys a stream keeps in its state (the time of the sync)
 
     @property
     def partition_fields(self) -> Sequence[str]:
@@ -173,7 +173,7 @@ class PerPartitionCursor(StreamCursor):
                 f"{{'states': [{{'partition': {{{', '.join(self._partition_fields)}}}, 'cursor': {{'{self.cursor_field}': <timestamp>}}}}]}}"
             )
         guard = _Guard(self._parse, self._clock, stream, logger)
-        for entry in entries or ():
+        for entry in entries if isinstance(entries, list) else ():
             try:
                 partition, cursor = entry["partition"], entry["cursor"]
                 key = tuple(_scalar(partition[field]) for field in self._partition_fields)
@@ -235,7 +235,7 @@ class WindowedCursor(StreamCursor):
         self._started: Optional[str] = None
         self._completed: Dict[int, Optional[str]] = {}
         self._next_index = 0
-        self.extra: Dict[str, Any] = {}  # other keys a stream keeps in its state (Twilio's granularity)
+        self.extra: Dict[str, Any] = {}  # other keys a stream keeps in its state (a granularity)
 
     @property
     def value(self) -> Optional[str]:
@@ -285,7 +285,7 @@ class VersionedCursor(StreamCursor):
     """Per partition, the version of each record it emitted (record key -> version): a record is emitted
     again when its version changed, whatever the partition's other records did.
 
-    For snapshots whose rows change in place (emnify's monthly figures per month and traffic type): a data
+    For snapshots whose rows change in place (monthly figures per month and traffic type): a data
     row updated at 11:30 after the SMS row was updated at 12:00 is still emitted, which a single
     "newest update per partition" cursor would miss. The state also keeps the greatest cursor value per
     partition; versions of records a snapshot no longer shows are forgotten. A state saved by a cursor that

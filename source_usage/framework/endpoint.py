@@ -89,7 +89,7 @@ def read_pages(vendor: "VendorConnection", endpoint: Endpoint, partition: Partit
             return
         if next_page.url:
             try:
-                vendor.policy.check(next_page.url, "a next-page link")
+                vendor.policy.check(next_page.url, "sent a next-page link to")
             except ForeignHost as foreign:
                 raise VendorRequestFailed(vendor.name, endpoint.method, response.url, str(foreign), FailureType.system_error) from None
         marker = next_page.url or tuple(sorted((str(k), str(v)) for k, v in next_page.params.items()))

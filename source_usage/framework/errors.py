@@ -84,8 +84,11 @@ class RequestRefused(Exception):
     """A request the connector stopped on purpose, before or while it was sent: never retried.
 
     Raised below the HTTP client (in the session or its transport), where the vendor is not known; the
-    client turns it into a `VendorRequestFailed` naming the vendor and the endpoint.
+    client turns it into a `VendorRequestFailed` naming the vendor and the endpoint. A refusal that a later
+    sync may not meet (a deadline, a long wait) is transient; one that it would meet again is not.
     """
+
+    failure_type = FailureType.system_error
 
 
 class ForeignHost(RequestRefused):
@@ -93,7 +96,7 @@ class ForeignHost(RequestRefused):
 
     def __init__(self, url: str, what: str) -> None:
         self.url = url
-        super().__init__(f"{what} points at {origin_of(url)}, which is not this vendor's configured host: not followed")
+        super().__init__(f"{what} {origin_of(url)}, which is not this vendor's configured host: not followed")
 
 
 class BodyTooLarge(RequestRefused):
@@ -103,12 +106,16 @@ class BodyTooLarge(RequestRefused):
 
 
 class DeadlineExceeded(RequestRefused):
+    failure_type = FailureType.transient_error
+
     def __init__(self, seconds: float) -> None:
         super().__init__(f"did not complete within {seconds:g} s (SOURCE_USAGE_REQUEST_DEADLINE_SECONDS)")
 
 
 class WaitTooLong(RequestRefused):
     """The vendor asked us to wait longer than the operator allows: fail now, saying when to come back."""
+
+    failure_type = FailureType.transient_error
 
     def __init__(self, seconds: float, limit: float, reason: str) -> None:
         self.seconds = seconds
@@ -123,7 +130,7 @@ def _duration(seconds: float) -> str:
         return f"{seconds / 86400:.1f} days"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} hours"
-    if seconds >= 120:
+    if seconds >= 600:
         return f"{seconds / 60:.0f} minutes"
     return f"{seconds:.0f} s"
 

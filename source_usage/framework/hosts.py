@@ -1,8 +1,8 @@
 """Where a vendor's credentials may go: one policy for next-page links and redirects of every vendor.
 
 A request carrying a vendor's credentials goes only to the configured base URL's origin (scheme, host and
-port). A vendor that documents redirects to its own shard hosts (Meraki: `api.meraki.com` answers with
-`n149.meraki.com`) may also declare `shard_redirects`: then any https host under the configured host's
+port). A vendor that documents redirects to its own shard hosts (`api.example.com` answering with
+`n149.example.com`) may also declare `shard_redirects`: then any https host under the configured host's
 parent domain is allowed too. Anything else is refused before a request is sent.
 """
 
@@ -38,7 +38,7 @@ class Origin:
 
 
 def parent_domain(host: str) -> Optional[str]:
-    """`meraki.com` for `api.meraki.com`; None for IP addresses and hosts with fewer than three labels."""
+    """`example.com` for `api.example.com`; None for IP addresses and hosts with fewer than three labels."""
     try:
         ipaddress.ip_address(host.strip("[]"))
         return None

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 LEDGER_STREAM = "usage_ledger"
 
-# Units are converted exactly once, here. Neither Meraki ("kilobytes") nor emnify ("MB") says whether its
-# unit is decimal or binary; the binary convention of network dashboards and mobile operators is assumed.
+# Units are converted exactly once, by the vendor modules, with these factors. Where a vendor says "kilobytes"
+# or "MB" without saying decimal or binary, the binary convention of network dashboards and mobile operators
+# is assumed (the README says which vendors this concerns).
 BYTES_PER_KILOBYTE = 1024
 BYTES_PER_MEGABYTE = 1024 * 1024
 

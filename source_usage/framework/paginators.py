@@ -69,7 +69,7 @@ class LinkHeaderPaginator(Paginator):
 
 
 class NextPageUrlPaginator(Paginator):
-    """A next-page URL in the body (for example Twilio's `meta.next_page_url`), null on the last page."""
+    """A next-page URL in the body (for example `meta.next_page_url`), null on the last page."""
 
     def __init__(self, path: Sequence[str], page_size_param: Optional[str] = None, page_size: Optional[int] = None) -> None:
         super().__init__(page_size_param, page_size)
@@ -83,7 +83,7 @@ class NextPageUrlPaginator(Paginator):
 
 
 class HalNextLinkPaginator(NextPageUrlPaginator):
-    """HAL `_links.next.href` links (ThousandEyes v7), followed until the link is absent."""
+    """HAL `_links.next.href` links, followed until the link is absent."""
 
     def __init__(self) -> None:
         super().__init__(("_links", "next", "href"))

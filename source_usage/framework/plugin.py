@@ -62,11 +62,11 @@ class VendorPlugin(ABC, Generic[Config]):
 
     def ledger_sources(self, selected: Sequence[str]) -> Optional[Sequence[str]]:
         """Which of the vendor's streams the usage ledger is built from, given the streams selected; None
-        means every stream that feeds the ledger. (emnify: its daily series when selected, or alone.)"""
+        means every stream that feeds the ledger (a vendor with two views of the same usage picks one)."""
         return None
 
     def sync_finished(self, connection: "VendorConnection", sync: "SyncContext") -> None:
-        """Called once the vendor's selected streams were read (emnify logs its quota use here)."""
+        """Called once the vendor's selected streams were read (to log, say, the calls spent of a monthly quota)."""
 
 
 @lru_cache(maxsize=1)

@@ -192,7 +192,6 @@ class SyncContext:
             plugin_named(vendor).sync_finished(connection, self)
 
     def stop(self) -> None:
-        """Stop every feed (the sync ended or failed): producers abandon their work promptly."""
+        """Stop every feed (the sync ended, failed or was interrupted): producers abandon their work at their
+        next hand-over; nothing waits for them (their threads are daemons, and a finished sync has none left)."""
         self._stop.set()
-        for feed in set(self._feeds.values()):
-            feed.join(timeout=5)

@@ -1,7 +1,7 @@
 """The HTTP session every vendor's requests go through, and the bounds it enforces on what servers send.
 
 * `VendorSession` is the CDK's `LimiterSession` (the vendor's API budget) that follows redirects only to
-  hosts the vendor's `HostPolicy` allows, keeping the credentials there (a Meraki shard) and refusing
+  hosts the vendor's `HostPolicy` allows, keeping the credentials there (a vendor's shard host) and refusing
   anything else before a request is sent.
 * `BoundedAdapter` reads every body under a size limit, counted after decompression (a gzip bomb stops
   at the limit, not at 5 GB), refuses an announced `Content-Length` over it without reading, and enforces
@@ -276,7 +276,7 @@ class VendorSession(LimiterSession):
     def get_redirect_target(self, resp: requests.Response) -> Optional[str]:
         target = super().get_redirect_target(resp)
         if target:
-            self.policy.check(urljoin(resp.url, target), f"an HTTP {resp.status_code} redirect")
+            self.policy.check(urljoin(resp.url, target), f"was answered with an HTTP {resp.status_code} redirect to")
         return target
 
     def should_strip_auth(self, old_url: str, new_url: str) -> bool:

@@ -1,8 +1,8 @@
 """Explicit, per-field value repairs a vendor module applies to what its API sends.
 
 Records are validated as the vendor module built them: nothing is coerced behind its back. Where a vendor
-sends a value in a shape that is not the one its schema declares (emnify's `+0000` offsets, decimal
-strings for amounts, Meraki's epoch seconds), the vendor module says so per field with these functions.
+sends a value in a shape that is not the one its schema declares (`+0000` offsets, decimal strings for
+amounts, epoch seconds), the vendor module says so per field with these functions.
 A value they cannot read raises `UnreadableValue`, which fails the stream naming the field and value.
 A null stays null.
 """

@@ -82,13 +82,17 @@ class VendorConnection:
         return self.client.send(method, url, **kwargs)
 
     def _remember_rejection(self, message: str) -> None:
+        self.refuse_further(message, FailureType.config_error)
+
+    def refuse_further(self, message: str, failure_type: FailureType) -> None:
+        """The vendor will refuse every further request of this sync (the credentials were rejected, a quota
+        is exhausted): its other streams fail fast with the same message instead of asking again."""
         if self.rejection is None:
-            self.rejection = UsageError(message, FailureType.config_error)
+            self.rejection = UsageError(message, failure_type)
 
     def raise_if_rejected(self) -> None:
-        """After the vendor rejected the credentials once, its other streams fail fast with the same message."""
         if self.rejection is not None:
-            raise UsageError(str(self.rejection), FailureType.config_error)
+            raise UsageError(self.rejection.message or str(self.rejection), self.rejection.failure_type)
 
     @property
     def requests_sent(self) -> int:

@@ -179,6 +179,15 @@ class ThousandEyesStream(UsageStream[WindowedCursor]):
     def make_cursor(self) -> WindowedCursor:
         return WindowedCursor("monthStart", order=lambda partition: 0)  # one partition: the current period
 
+    def partitions(self, run: StreamRun[WindowedCursor]) -> Iterable[Partition]:
+        """The current period, read by one shard: `/usage` is one request for the whole organization (or
+        account group), nothing to split."""
+        owner = self.period.config.account_group_id or "organization"
+        if self.sync.shard.owns(NAME, owner):
+            yield {}
+        else:
+            run.logger.info(f"{self.name}: the organization's usage is read by another shard ({self.sync.shard})")
+
 
 class ThousandEyesUsage(ThousandEyesStream):
     """The organization's usage in the current billing period: counters, quota and the period's bounds."""

@@ -252,6 +252,9 @@ class TwilioSupersimUsageRecords(UsageStream[WindowedCursor]):
         return start
 
     def partitions(self, run: StreamRun[WindowedCursor]) -> Iterable[Partition]:
+        if not self.sync.shard.owns(NAME, self.config.account_sid):
+            run.logger.info(f"{self.name}: the account is read by another shard ({self.sync.shard})")
+            return
         self.refuse_other_granularity(run)
         now = datetime.now(timezone.utc).replace(microsecond=0)
         first = self.first_period(run, now)

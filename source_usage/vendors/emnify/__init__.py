@@ -203,6 +203,7 @@ class EmnifyDirectory:
         consumers = [name for name in STATS_STREAMS if name in sync.selected] or list(STATS_STREAMS)
         self.snapshots: SharedResponses[str, Mapping[str, Any]] = SharedResponses(self._snapshot, len(consumers))
         self._gone: set = set()
+        self._warned: set = set()
         self._lock = threading.Lock()
         self.authenticator = authenticator
         self.names: Dict[Any, str] = {}  # endpoint id -> name, from the listing (for the usage ledger)
@@ -229,25 +230,33 @@ class EmnifyDirectory:
         (emitting only the ones not seen), then warn about any still unaccounted for."""
         seen: set = set()
         for attempt in (1, 2):
-            total: List[Optional[int]] = [None]
+            totals: List[Optional[int]] = []
+            listed_now: set = set()
             for page in self.vendor.pages(self.endpoints_endpoint, {}):
-                total[0] = _count(page.response.headers.get("X-Total-Count"))
+                totals.append(_count(page.response.headers.get("X-Total-Count")))
                 for endpoint in page.records:
                     key = endpoint.get("id") if isinstance(endpoint, Mapping) else None
+                    listed_now.add(key)
                     if key is not None and key in seen:
                         continue
                     seen.add(key)
                     if key is not None and isinstance(endpoint.get("name"), str):
                         self.names[key] = endpoint["name"]
                     yield endpoint_record(endpoint)
-            if total[0] is None or len(seen) >= total[0]:
+            last = totals[-1] if totals else None
+            # Unchanged counts on every page, and as many endpoints as counted: nothing can have been skipped.
+            if last is None or (len(set(totals)) == 1 and len(listed_now) >= last):
                 return
             if attempt == 1:
-                LOGGER.info(f"emnify: listed {len(seen)} endpoints but the API counts {total[0]}: endpoints changed during the listing; listing again")
-        LOGGER.warning(
-            f"emnify: listed {len(seen)} endpoints twice but the API counts {total[0]}: up to {total[0] - len(seen)} endpoint(s) "
-            f"changing during the listing may have been missed in this sync"
-        )
+                LOGGER.info(
+                    f"emnify: the endpoint count changed during the listing ({' -> '.join(str(total) for total in dict.fromkeys(totals))}; "
+                    f"{len(listed_now)} listed): endpoints were added or deleted, which shifts the pages; listing again"
+                )
+        if last is not None and len(listed_now) < last:
+            LOGGER.warning(
+                f"emnify: listed the endpoints twice and still {last - len(listed_now)} fewer than the API counts ({last}): "
+                f"endpoint(s) changing during the listing may have been missed in this sync"
+            )
 
     def _snapshot(self, endpoint_id: str) -> Mapping[str, Any]:
         for record in self.vendor.records(self.stats_endpoint, {"endpoint_id": endpoint_id}):
@@ -267,8 +276,20 @@ class EmnifyDirectory:
             **row,
         )
 
+    def warn_once(self, key: str, message: str) -> None:
+        """One warning per key and sync."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        self.sync.logger.warning(message)
+
+    def is_gone(self, endpoint_id: Any) -> bool:
+        with self._lock:
+            return str(endpoint_id) in self._gone
+
     def endpoint_gone(self, response: requests.Response, partition: Partition) -> None:
-        endpoint_id = partition["endpoint_id"]
+        endpoint_id = str(partition["endpoint_id"])  # the snapshot share keys endpoints by their text
         with self._lock:
             if endpoint_id in self._gone:
                 return
@@ -358,12 +379,20 @@ class EmnifyEndpoints(UsageStream):
 
 @dataclass
 class EmnifyConnection(VendorConnection):
-    """The connection with the authenticator its streams share (and whose 401 handling they use)."""
+    """The connection with the authenticator its streams share (and whose 401 handling they use). A quota
+    429 is remembered: every later emnify request of the sync fails at once with the same line."""
 
     def __post_init__(self) -> None:
+        self.error_overrides = {**self.error_overrides, 429: self._quota_exhausted}
         super().__post_init__()
         if isinstance(self.authenticator, EmnifyAuthenticator):
             self.authenticator.log_in_through(self)
+
+    def _quota_exhausted(self, response: requests.Response) -> Optional[ErrorResolution]:
+        resolution = quota_exhausted(response)
+        if resolution is not None and resolution.error_message:
+            self.refuse_further(resolution.error_message, resolution.failure_type or FailureType.transient_error)
+        return resolution
 
     @property
     def emnify_authenticator(self) -> EmnifyAuthenticator:
@@ -394,7 +423,6 @@ class Emnify(VendorPlugin[EmnifyConfig]):
             authenticator=EmnifyAuthenticator(config.application_token, self._clock),
             budget_layers=budget_layers(host),
             backoff=[RetryAtOnceWithNewToken(), RetryAfterBackoff()],
-            error_overrides={429: quota_exhausted},
             max_workers=8,
             settings=settings,
         )

@@ -144,19 +144,26 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
         return first
 
     def read_partition(self, partition: Partition, run: StreamRun[PerPartitionCursor]) -> Iterator[dict]:
+        if self.directory.is_gone(partition["endpoint_id"]):
+            return  # its statistics answered 404 in this sync: deleted after it was listed
         today = datetime.now(timezone.utc).date()
         pending = date_windows(self.first_day(partition, run), today, by_calendar_month=self._month_by_month.is_set())
         while pending:
             window = pending.pop(0)
             yield from self.vendor.records(self.endpoint, {**partition, "window": window})
-            if (partition["endpoint_id"], window) in self._refused and window[0] != window[1]:
-                if not self._month_by_month.is_set():
-                    self._month_by_month.set()
-                    run.logger.warning(f"{self.name}: emnify refused the range {window[0]} to {window[1]}; asking month by month from now on")
-                last = pending[-1][1] if pending else window[1]
-                pending = date_windows(window[0], last, by_calendar_month=True)
-                if pending and pending[0] == window:  # a one-month window refused: nothing shorter to ask
-                    raise UsageError(f"emnify: GET stats/daily refused the range {window[0]} to {window[1]}", FailureType.system_error)
+            if (partition["endpoint_id"], window) not in self._refused:
+                continue
+            last = pending[-1][1] if pending else window[1]
+            pending = date_windows(window[0], last, by_calendar_month=True)
+            if pending[0] == window:  # a window within one month was refused: there is nothing shorter to ask
+                raise UsageError(
+                    f"emnify: GET endpoint/{partition['endpoint_id']}/stats/daily refused the range {window[0]} to {window[1]} "
+                    f"(422 InvalidQueryCriteria)",
+                    FailureType.system_error,
+                )
+            if not self._month_by_month.is_set():
+                self._month_by_month.set()
+                run.logger.warning(f"{self.name}: emnify refused the range {window[0]} to {window[1]}; asking month by month from now on")
 
     def records_of(self, body: Any, partition: Partition, response: requests.Response) -> Iterator[dict]:
         observed = observed_at(response)

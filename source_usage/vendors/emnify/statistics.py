@@ -99,7 +99,9 @@ class EmnifyEndpointUsageLastHour(EmnifyStatsStream):
         return LastHourCursor()
 
     def flatten(self, snapshot: Mapping[str, Any], endpoint_id: Any) -> Iterator[dict]:
-        return minute_records(snapshot["body"].get("last_hour"), endpoint_id, parse_timestamp(snapshot["as_of"]), snapshot["observed_at"])
+        return minute_records(
+            snapshot["body"].get("last_hour"), endpoint_id, parse_timestamp(snapshot["as_of"]), snapshot["observed_at"], self.directory.warn_once
+        )
 
 
 # ----- the usage ledger ------------------------------------------------------------------------------------
@@ -167,14 +169,16 @@ def monthly_records(body: Mapping[str, Any], endpoint_id: Any, observed: str) ->
             yield record
 
 
-def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime, observed: str) -> Iterator[dict]:
+def minute_records(
+    last_hour: Any, endpoint_id: Any, as_of: datetime, observed: str, warn: Optional[Callable[[str, str], None]] = None
+) -> Iterator[dict]:
     """One record per traffic type and minute the snapshot reports, `rx` and `tx` side by side; every minute
     but the newest is final."""
     if not isinstance(last_hour, Mapping):
         return
     series = {kind: (_by_label(values.get("rx")), _by_label(values.get("tx"))) for kind, values in last_hour.items() if isinstance(values, Mapping)}
     labels: Set[str] = {label for rx, tx in series.values() for label in (*rx, *tx)}
-    minutes = place_labels(labels, as_of, endpoint_id)
+    minutes = place_labels(labels, as_of, endpoint_id, warn)
     newest = max(minutes.values(), default=None)
     for kind, (rx, tx) in series.items():
         for label in sorted({**rx, **tx}, key=lambda label: minutes[label]):
@@ -189,14 +193,11 @@ def minute_records(last_hour: Any, endpoint_id: Any, as_of: datetime, observed: 
             }
 
 
-_warned_placement = False
-
-
-def place_labels(labels: Iterable[str], as_of: datetime, endpoint_id: Any = None) -> Dict[str, datetime]:
+def place_labels(labels: Iterable[str], as_of: datetime, endpoint_id: Any = None, warn: Optional[Callable[[str, str], None]] = None) -> Dict[str, datetime]:
     """Each `HH:MM` label (UTC) as the minute in the hour up to `as_of` (with a little tolerance either side:
     the newest label may be a minute ahead of the `Date` header). A label that fits nowhere there goes to
-    the latest such minute not after `as_of` + tolerance, and the snapshot is warned about (once a sync)."""
-    global _warned_placement
+    the latest such minute not after `as_of` + tolerance, and `warn(key, message)` is told (the directory
+    warns once a sync)."""
     placed: Dict[str, datetime] = {}
     misplaced = False
     for label in labels:
@@ -207,13 +208,17 @@ def place_labels(labels: Iterable[str], as_of: datetime, endpoint_id: Any = None
         else:
             misplaced = True
             placed[label] = max(candidates)
-    if misplaced and not _warned_placement:
-        _warned_placement = True
-        LOGGER.warning(
+    if misplaced:
+        (warn or _log_warning)(
+            "label placement",
             f"emnify: the last_hour labels of endpoint {endpoint_id} do not all fall in the hour before the response's Date "
-            f"({iso_z(as_of)}); the connector reads them as UTC minutes and placed them on the latest matching minute"
+            f"({iso_z(as_of)}); the connector reads them as UTC minutes and placed them on the latest matching minute",
         )
     return placed
+
+
+def _log_warning(key: str, message: str) -> None:
+    LOGGER.warning(message)
 
 
 def _candidates(label: str, as_of: datetime) -> List[datetime]:

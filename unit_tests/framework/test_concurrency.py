@@ -1,0 +1,378 @@
+"""concurrency.py: bounded channels, the partition pool and the per-vendor feeds.
+
+Overlap is proven by events (each reader waits inside for the other to arrive), never by timing; the
+timeouts below only turn a hang into a failure."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Generator, Iterator, List
+
+import pytest
+
+from source_usage.framework.concurrency import (
+    Batch,
+    Channel,
+    Checkpoint,
+    PartitionDone,
+    PartitionPool,
+    Records,
+    Stopped,
+    StreamProducer,
+    VendorFeed,
+    batches,
+)
+
+HANG = 10.0  # seconds after which a wait that should have been satisfied fails the test
+
+
+def listed(partition: str, count: int = 2) -> Generator[List[Any], None, str]:
+    for index in range(count):
+        yield [f"{partition}{index}"]
+    return f"{partition}-done"
+
+
+# ----- channel ---------------------------------------------------------------------------------------
+
+
+def test_given_items_when_put_then_they_come_out_in_order() -> None:
+    channel: Channel[int] = Channel(3, threading.Event())
+    for item in (1, 2, 3):
+        channel.put(item)
+    assert [channel.get(), channel.get(), channel.poll(0.01)] == [1, 2, 3]
+    assert channel.poll(0.0) is None
+
+
+def test_given_a_stopped_channel_when_used_then_both_sides_give_up() -> None:
+    stop = threading.Event()
+    channel: Channel[int] = Channel(1, stop)
+    stop.set()
+    with pytest.raises(Stopped):
+        channel.put(1)
+    with pytest.raises(Stopped):
+        channel.get()
+
+
+def test_given_a_producer_blocked_on_a_full_channel_when_the_consumer_stops_then_it_gives_up() -> None:
+    stop = threading.Event()
+    channel: Channel[int] = Channel(0, stop)  # capacity at least 1
+    channel.put(1)
+    outcome: List[BaseException] = []
+    blocked = threading.Event()
+
+    def produce() -> None:
+        blocked.set()
+        try:
+            channel.put(2)
+        except Stopped as stopped:
+            outcome.append(stopped)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    assert blocked.wait(HANG)
+    stop.set()
+    producer.join(HANG)
+    assert not producer.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Stopped)
+    assert channel.poll(0.0) == 1  # the second item never went in
+
+
+# ----- partition pool --------------------------------------------------------------------------------
+
+
+def test_given_one_worker_when_partitions_are_read_then_inline_each_batch_then_its_completion() -> None:
+    threads: List[str] = []
+
+    def read(partition: str) -> Generator[List[Any], None, str]:
+        threads.append(threading.current_thread().name)
+        return (yield from listed(partition))
+
+    events = list(PartitionPool(1).run(["a", "b"], read))
+    assert events == [
+        Batch("a", ["a0"]),
+        Batch("a", ["a1"]),
+        PartitionDone("a", "a-done"),
+        Batch("b", ["b0"]),
+        Batch("b", ["b1"]),
+        PartitionDone("b", "b-done"),
+    ]
+    assert threads == [threading.current_thread().name] * 2
+
+
+def test_given_zero_workers_when_a_pool_is_made_then_it_has_one() -> None:
+    assert PartitionPool(0).max_workers == 1
+    assert list(PartitionPool(0).run(["a"], lambda p: listed(p, 1))) == [Batch("a", ["a0"]), PartitionDone("a", "a-done")]
+
+
+def test_given_two_workers_when_two_partitions_are_read_then_both_are_inside_their_reader_at_once() -> None:
+    inside = {"a": threading.Event(), "b": threading.Event()}
+
+    def read(partition: str) -> Generator[List[Any], None, str]:
+        inside[partition].set()
+        other = "b" if partition == "a" else "a"
+        if not inside[other].wait(HANG):
+            raise AssertionError(f"partition {other} never started while {partition} was being read")
+        yield [partition]
+        return partition
+
+    events = list(PartitionPool(2).run(["a", "b"], read))
+    assert sorted(event.partition for event in events if isinstance(event, PartitionDone)) == ["a", "b"]
+
+
+def test_given_a_pool_when_partitions_are_read_then_they_run_off_the_callers_thread_named_after_the_stream() -> None:
+    names: List[str] = []
+
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        names.append(threading.current_thread().name)
+        yield [partition]
+
+    list(PartitionPool(2, thread_name="meraki_usage").run(["a", "b", "c"], read))
+    assert len(names) == 3
+    assert all(name.startswith("meraki_usage") for name in names)
+
+
+def test_given_interleaving_partitions_when_read_then_each_completion_comes_after_all_of_its_batches() -> None:
+    partitions = [f"p{index}" for index in range(6)]
+    events = list(PartitionPool(3).run(partitions, lambda p: listed(p, 5)))
+    assert len(events) == 6 * 6
+    for partition in partitions:
+        positions = [position for position, event in enumerate(events) if event.partition == partition]
+        own = [events[position] for position in positions]
+        assert own == [Batch(partition, [f"{partition}{index}"]) for index in range(5)] + [PartitionDone(partition, f"{partition}-done")]
+
+
+def test_given_a_partition_whose_reader_yields_nothing_when_read_then_only_its_completion_arrives() -> None:
+    def read(partition: str) -> Generator[List[Any], None, int]:
+        return 0
+        yield []  # pragma: no cover
+
+    assert list(PartitionPool(2).run(["a"], read)) == [PartitionDone("a", 0)]
+    assert list(PartitionPool(2).run([], read)) == []
+
+
+def test_given_a_failing_worker_when_read_then_its_exception_is_raised_in_the_consumer() -> None:
+    boom = ValueError("boom in b")
+
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        yield [partition]
+        if partition == "b":
+            raise boom
+
+    with pytest.raises(ValueError) as failure:
+        list(PartitionPool(2).run(["a", "b", "c"], read))
+    assert failure.value is boom
+
+
+def test_given_a_failing_inline_reader_when_read_then_its_exception_is_raised_in_the_consumer() -> None:
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        raise KeyError(partition)
+        yield []  # pragma: no cover
+
+    with pytest.raises(KeyError):
+        list(PartitionPool(1).run(["a"], read))
+
+
+def test_given_endless_partitions_when_the_consumer_stops_then_every_worker_stops_and_closes_its_reader() -> None:
+    closed = {"a": threading.Event(), "b": threading.Event()}
+    started = {"a": threading.Event(), "b": threading.Event()}
+
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        started[partition].set()
+        try:
+            while True:
+                yield [partition]
+        finally:
+            closed[partition].set()
+
+    events = PartitionPool(2).run(["a", "b"], read)
+    assert isinstance(next(events), Batch)
+    assert started["a"].wait(HANG) and started["b"].wait(HANG)
+    events.close()  # returns once the workers are shut down
+    assert closed["a"].is_set() and closed["b"].is_set()
+
+
+def test_given_readers_referenced_elsewhere_when_the_consumer_stops_then_the_pool_itself_closes_them() -> None:
+    made: List[Generator[List[Any], None, None]] = []
+    closed: List[str] = []
+
+    def endless(partition: str) -> Generator[List[Any], None, None]:
+        try:
+            while True:
+                yield [partition]
+        finally:
+            closed.append(partition)
+
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        made.append(endless(partition))  # kept alive here: only an explicit close() ends it
+        return made[-1]
+
+    events = PartitionPool(2).run(["a"], read)
+    assert next(events) == Batch("a", ["a"])
+    events.close()
+    assert closed == ["a"]
+
+
+def test_given_a_failure_when_raised_then_the_other_workers_are_stopped_too() -> None:
+    closed = threading.Event()
+    started = threading.Event()
+
+    def read(partition: str) -> Generator[List[Any], None, None]:
+        if partition == "bad":
+            assert started.wait(HANG)
+            raise RuntimeError("bad partition")
+        started.set()
+        try:
+            while True:
+                yield [partition]
+        finally:
+            closed.set()
+
+    with pytest.raises(RuntimeError, match="bad partition"):
+        for _ in PartitionPool(2).run(["endless", "bad"], read):
+            pass
+    assert closed.is_set()
+
+
+# ----- vendor feeds ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stop() -> Iterator[threading.Event]:
+    """The sync's stop flag, set by itself after HANG seconds: a reader that would wait forever fails instead."""
+    flag = threading.Event()
+    timer = threading.Timer(HANG, flag.set)
+    timer.daemon = True
+    timer.start()
+    yield flag
+    timer.cancel()
+
+
+def producer(name: str, *events: Any, fail: BaseException = None) -> StreamProducer:  # type: ignore[assignment]
+    def run() -> Iterator[Any]:
+        yield from events
+        if fail is not None:
+            raise fail
+
+    return StreamProducer(name, run)
+
+
+def test_given_a_vendors_streams_when_read_in_order_then_each_replays_its_own_events(stop: threading.Event) -> None:
+    feed = VendorFeed(
+        "acme",
+        [producer("a", Records([1]), Checkpoint({"s": 1}), Records([2])), producer("b", Records([3]), Checkpoint({"s": 2}))],
+        stop,
+    )
+    assert feed.names == ["a", "b"]
+    assert list(feed.events("a")) == [Records([1]), Checkpoint({"s": 1}), Records([2])]
+    assert list(feed.events("b")) == [Records([3]), Checkpoint({"s": 2})]
+    feed.join(HANG)
+
+
+def test_given_a_stream_that_fails_when_read_then_its_failure_is_raised_in_the_reader_and_the_next_stream_still_runs(stop: threading.Event) -> None:
+    boom = ValueError("a broke")
+    feed = VendorFeed("acme", [producer("a", Records([1]), fail=boom), producer("b", Records([2]))], stop)
+    replay = feed.events("a")
+    assert next(replay) == Records([1])
+    with pytest.raises(ValueError) as failure:
+        next(replay)
+    assert failure.value is boom
+    assert list(feed.events("b")) == [Records([2])]
+
+
+def test_given_streams_read_out_of_order_when_read_then_it_says_so(stop: threading.Event) -> None:
+    feed = VendorFeed("acme", [producer("a", Records([1])), producer("b", Records([2]))], stop)
+    with pytest.raises(RuntimeError, match="^acme: events of a arrived while reading b: streams read out of order$"):
+        list(feed.events("b"))
+
+
+def test_given_a_reader_that_stops_midway_when_the_next_stream_is_read_then_the_rest_was_discarded(stop: threading.Event) -> None:
+    feed = VendorFeed("acme", [producer("a", Records([1]), Records([2]), Records([3])), producer("b", Records([4]))], stop)
+    replay = feed.events("a")
+    assert next(replay) == Records([1])
+    replay.close()
+    assert list(feed.events("b")) == [Records([4])]
+
+
+def test_given_a_feed_when_it_runs_then_its_streams_are_produced_on_the_vendors_own_thread(stop: threading.Event) -> None:
+    names: List[str] = []
+
+    def run() -> Iterator[Any]:
+        names.append(threading.current_thread().name)
+        yield Records([1])
+
+    feed = VendorFeed("acme", [StreamProducer("a", run)], stop)
+    assert list(feed.events("a")) == [Records([1])]
+    assert names == ["feed-acme"]
+
+
+def test_given_a_feed_when_started_twice_then_it_runs_once(stop: threading.Event) -> None:
+    runs: List[int] = []
+
+    def run() -> Iterator[Any]:
+        runs.append(1)
+        yield Records([1])
+
+    feed = VendorFeed("acme", [StreamProducer("a", run)], stop)
+    feed.start()
+    feed.start()
+    assert list(feed.events("a")) == [Records([1])]
+    feed.join(HANG)
+    assert runs == [1]
+
+
+def test_given_a_producer_running_ahead_when_the_sync_stops_then_it_abandons_its_stream() -> None:
+    stop = threading.Event()
+    closed = threading.Event()
+    made: List[Iterator[Any]] = []
+
+    def endless() -> Iterator[Any]:
+        try:
+            count = 0
+            while True:
+                count += 1
+                yield Records([count])
+        finally:
+            closed.set()
+
+    def events() -> Iterator[Any]:
+        made.append(endless())  # kept alive here: only an explicit close() ends it
+        return made[-1]
+
+    feed = VendorFeed("acme", [StreamProducer("a", events), producer("b", Records(["never"]))], stop, buffered=1)
+    replay = feed.events("a")
+    assert next(replay) == Records([1])
+    stop.set()
+    replay.close()
+    feed.join(HANG)
+    assert not feed._thread.is_alive()
+    assert closed.is_set()
+
+
+def test_given_a_feed_never_started_when_joined_then_nothing_happens() -> None:
+    VendorFeed("acme", [], threading.Event()).join(0.0)
+
+
+# ----- batches ----------------------------------------------------------------------------------------
+
+
+def test_given_records_when_batched_then_lists_of_at_most_the_size_in_order() -> None:
+    assert list(batches(range(5), 2)) == [[0, 1], [2, 3], [4]]
+    assert list(batches(range(4), 2)) == [[0, 1], [2, 3]]
+    assert list(batches([], 2)) == []
+
+
+def test_given_the_default_size_when_batched_then_500_records_a_batch() -> None:
+    assert [len(batch) for batch in batches(range(1001))] == [500, 500, 1]
+
+
+def test_given_a_lazy_source_when_batched_then_records_are_pulled_only_as_batches_are_taken() -> None:
+    pulled: Dict[str, int] = {"count": 0}
+
+    def source() -> Iterator[int]:
+        for value in range(10):
+            pulled["count"] += 1
+            yield value
+
+    lazy = batches(source(), 3)
+    assert next(lazy) == [0, 1, 2]
+    assert pulled["count"] == 3
