@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator, List, Literal, Union
 from urllib.parse import urlparse
 
 import pytest
-from airbyte_cdk.test.models import ConnectorTestScenario
 from airbyte_cdk.test.standard_tests import SourceTestSuiteBase
 from airbyte_cdk.test.standard_tests import docker_base
 
@@ -75,14 +74,6 @@ def registry_unreachable() -> Union[str, None]:
 
 class TestSourceUsage(SourceTestSuiteBase):
     connector = SourceUsage
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: schemas/usage_ledger.json sets additionalProperties: false, which the CDK's enforced catalog check "
-        "rejects (remove it, as every other schema does)",
-    )
-    def test_discover(self, scenario: ConnectorTestScenario) -> None:
-        super().test_discover(scenario)
 
     @pytest.fixture
     def connector_image_override(self, connector_image: BuiltImage) -> str:
