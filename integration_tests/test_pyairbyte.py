@@ -10,6 +10,7 @@ The syncs run once per warehouse (module fixtures); each test then inspects what
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -168,6 +169,23 @@ LEDGER_SOURCES = ["meraki_client_usage_histories", "twilio_supersim_usage_record
 
 def full_records(records: Sequence[Mapping[str, Any]], stream: str, schema: Mapping[str, Any]) -> Dict[Key, Mapping[str, Any]]:
     return {row_key(record, PRIMARY_KEYS[stream], schema, False): record for record in records}
+
+
+# ----- PyAirbyte's logging, put back -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def airbyte_logger_restored() -> Iterator[None]:
+    """A PyAirbyte read gives the `airbyte` logger its own file handler and stops it propagating. The connector
+    logs under `airbyte.<vendor>`, so in-process tests that run later in the same worker (the unit tests read
+    log lines through the CDK's entrypoint) would see none: the logger is put back as it was."""
+    logger = logging.getLogger("airbyte")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    yield
+    for handler in [handler for handler in logger.handlers if handler not in handlers]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate, logger.level = propagate, level
 
 
 # ----- two syncs per warehouse, once per module -----------------------------------------------------------
