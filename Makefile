@@ -26,8 +26,10 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/source-usage-demo $(ARGS)
 
+# Two workers, one test module each at a time (--dist loadfile keeps a module's fixtures on one worker).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-image: $(STAMP)
 	$(BIN)/python -m pytest -m image $(ARGS)
