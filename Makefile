@@ -44,4 +44,4 @@ local-base-image:
 	scripts/local-base-image.sh $(LOCAL_BASE_IMAGE)
 
 clean:
-	rm -rf $(VENV) build *.egg-info usage.duckdb .pyairbyte .bench
+	rm -rf $(VENV) build *.egg-info usage.duckdb .pyairbyte .bench .meltano-venv .meltano-venv.lock .singer-tools mutants
