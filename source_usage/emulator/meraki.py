@@ -213,7 +213,7 @@ class MerakiApp(VendorApp):
             networks.sort(key=lambda network: network["id"])
         self.deleted_networks = self._pick_deleted_networks(deleted_networks)
         self.org_buckets: Dict[str, TokenBucket] = {}
-        self.ip_window = RollingWindow(ip_limit, ip_window_seconds)
+        self.ip_window = RollingWindow(ip_limit, ip_window_seconds, self.timer)
         self.limited_by: Counter = Counter()
 
     # ----- data --------------------------------------------------------------------------------------
@@ -578,7 +578,7 @@ class MerakiApp(VendorApp):
         if org_id is None:
             return None
         with self.lock:
-            bucket = self.org_buckets.setdefault(org_id, TokenBucket(rate=ORG_RATE, capacity=ORG_BURST))
+            bucket = self.org_buckets.setdefault(org_id, TokenBucket(rate=ORG_RATE, capacity=ORG_BURST, timer=self.timer))
         wait = bucket.take()
         if wait is None:
             return None
