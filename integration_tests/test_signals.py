@@ -126,10 +126,13 @@ def command_line(program: str, config: dict, folder: str) -> List[str]:
     return [str(BIN / "source-usage"), "read", "--config", str(config_path), "--catalog", str(catalog_path)]
 
 
-def interrupt_mid_sync(argv: List[str], signal_number: int, ready: Callable[[subprocess.Popen], bool]) -> Tuple[int, str, str]:
+def interrupt_mid_sync(
+    argv: List[str], signal_number: int, ready: Callable[[subprocess.Popen], bool], keep_reading: bool = False
+) -> Tuple[int, str, str]:
     """Runs `argv`, reading its stdout as it comes; once some records and a STATE were printed, stops reading
-    and waits (polling, a minute at most) until `ready(process)`, then sends `signal_number`. Returns (exit
-    code, stdout, stderr); a process still running `HANG_GUARD_SECONDS` after the signal is killed (-9)."""
+    (or, with `keep_reading`, goes on reading in the background, so a full pipe cannot stall the sync before
+    `ready`) and waits (polling, a minute at most) until `ready(process)`, then sends `signal_number`. Returns
+    (exit code, stdout, stderr); a process still running `HANG_GUARD_SECONDS` after the signal is killed (-9)."""
     with tempfile.TemporaryFile() as stderr_file:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL, env=child_environment())
         assert process.stdout is not None
@@ -148,13 +151,20 @@ def interrupt_mid_sync(argv: List[str], signal_number: int, ready: Callable[[sub
                 if records >= 5 and states_after_records >= 1:
                     break
             assert records >= 5 and states_after_records >= 1, b"".join(printed)[-2000:]
+            reader = None
+            if keep_reading:
+                reader = threading.Thread(target=lambda: printed.extend(iter(process.stdout.readline, b"")), daemon=True)
+                reader.start()
             assert poll_until(lambda: ready(process) or process.poll() is not None), "the condition to signal on never came"
             assert process.poll() is None, "the sync ended before it could be interrupted"
             process.send_signal(signal_number)
             killer = threading.Timer(HANG_GUARD_SECONDS, process.kill)
             killer.start()
             try:
-                rest = process.stdout.read()  # what it printed until it exited (and what was read ahead)
+                if reader is not None:
+                    reader.join()
+                else:
+                    rest = process.stdout.read()  # what it printed until it exited (and what was read ahead)
                 process.wait()
             finally:
                 killer.cancel()
@@ -247,7 +257,7 @@ def test_a_signal_mid_sync_exits_at_once_abandoning_held_reads_leaving_complete_
         start = hours_ago(DAYS)
         argv = command_line(program, {"start_date": iso(start), "twilio": twilio.config}, folder)
 
-        code, stdout, stderr = interrupt_mid_sync(argv, signal_number, lambda process: twilio.holds_a_request())
+        code, stdout, stderr = interrupt_mid_sync(argv, signal_number, lambda process: twilio.holds_a_request(), keep_reading=True)
 
         assert code == exit_code, (f"killed: still running {HANG_GUARD_SECONDS} s after the signal" if code == -9 else code, stderr[-2000:])
         assert "Traceback" not in stderr and "Traceback" not in stdout, stderr[-3000:]
