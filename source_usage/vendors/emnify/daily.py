@@ -13,6 +13,11 @@ endpoint. The reference states no maximum for a range with both dates: if the AP
 (422 InvalidQueryCriteria), the rest of the sync asks month by month instead. Days outside the requested
 window are dropped, so a day is emitted once per sync whatever the API's reading of a range.
 
+The last day asked for is tomorrow by our UTC clock, not today: the reference does not say in which time
+zone emnify dates its days, and a vendor's clock or calendar day can run ahead of ours (a zone east of UTC,
+or a few minutes of skew at midnight). A day that does not exist yet is simply not in the answer, and a
+saved date up to a day ahead of our clock is believed, not clamped.
+
 Incremental on `date`, per endpoint, re-reading `daily_lookback_days` (default 2) before the saved date:
 late records can still change those days. A day older than the lookback is not read again, so it is final.
 """
@@ -39,6 +44,7 @@ from source_usage.framework.windows import parse_timestamp
 KINDS = ("data", "sms", "sat_geo_data", "sat_geo_sms")
 UNITS = {"data": "MB", "sms": "SMS", "sat_geo_data": "MB", "sat_geo_sms": "SMS"}
 WINDOW_MONTHS = 6
+DAY_AHEAD = timedelta(days=1)  # how far emnify's calendar day may run ahead of our UTC clock
 INVALID_QUERY_CRITERIA = 1301
 
 DateWindow = Tuple[date, date]  # both ends included
@@ -124,7 +130,7 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
     feeds_ledger = True
 
     def make_cursor(self) -> PerPartitionCursor:
-        return PerPartitionCursor("date", ["endpoint_id"])
+        return PerPartitionCursor("date", ["endpoint_id"], clock=lambda: datetime.now(timezone.utc) + DAY_AHEAD)
 
     def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
         from source_usage.vendors.emnify.statistics import kind_rows
@@ -146,8 +152,8 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
     def read_partition(self, partition: Partition, run: StreamRun[PerPartitionCursor]) -> Iterator[dict]:
         if self.directory.is_gone(partition["endpoint_id"]):
             return  # its statistics answered 404 in this sync: deleted after it was listed
-        today = datetime.now(timezone.utc).date()
-        pending = date_windows(self.first_day(partition, run), today, by_calendar_month=self._month_by_month.is_set())
+        last_day = (datetime.now(timezone.utc) + DAY_AHEAD).date()
+        pending = date_windows(self.first_day(partition, run), last_day, by_calendar_month=self._month_by_month.is_set())
         while pending:
             window = pending.pop(0)
             yield from self.vendor.records(self.endpoint, {**partition, "window": window})
