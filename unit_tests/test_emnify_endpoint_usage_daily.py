@@ -172,31 +172,61 @@ def test_given_a_range_the_api_refuses_when_synced_then_the_rest_of_the_sync_ask
     by_month = [
         (month_before.isoformat(), (last_month - timedelta(days=1)).isoformat()),
         (last_month.isoformat(), (this_month - timedelta(days=1)).isoformat()),
+        (this_month.isoformat(), TODAY.isoformat()),
     ]
-    if LAST_DAY.day == 1:  # tomorrow starts a month of its own
-        by_month += [(this_month.isoformat(), TODAY.isoformat()), (LAST_DAY.isoformat(), LAST_DAY.isoformat())]
-    else:
-        by_month += [(this_month.isoformat(), LAST_DAY.isoformat())]
-    assert daily_windows(mock) == [(166, month_before.isoformat(), LAST_DAY.isoformat())] + [(166, *window) for window in by_month] + [
-        (167, *window) for window in by_month
-    ]
+    # Refused up to tomorrow, then up to today (either could be what emnify objects to), then month by month.
+    assert daily_windows(mock) == [
+        (166, month_before.isoformat(), LAST_DAY.isoformat()),
+        (166, month_before.isoformat(), TODAY.isoformat()),
+    ] + [(166, *window) for window in by_month] + [(167, *window) for window in by_month]
     assert [line for line in log_lines(output, "WARN") if "refused" in line] == [
-        f"{DAILY}: emnify refused the range {month_before} to {LAST_DAY}; asking month by month from now on"
+        f"{DAILY}: emnify refused the range {month_before} to {LAST_DAY}; asking up to today ({TODAY}) from now on",
+        f"{DAILY}: emnify refused the range {month_before} to {TODAY}; asking month by month from now on",
     ]
     assert kinds(output) == [(endpoint_id, first, "data") for endpoint_id in (166, 167) for first, _ in by_month]
     assert error_messages(output) == []
 
 
+def test_given_an_api_that_refuses_an_end_date_after_its_today_when_synced_then_every_day_up_to_today_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_MAX_WORKERS", "1")  # endpoint 166 first, then 167
+
+    def refuse_the_future(request: Any, context: Any) -> Any:
+        query = parse_qs(urlsplit(request.url).query)
+        if date.fromisoformat(query["end_date"][0]) > TODAY:
+            context.status_code = 422
+            return INVALID_RANGE
+        return [day(days_ago(2), data=data_usage("1.0", "0.5", "0.5")), day(TODAY, sms=None, data=data_usage("2.0", "1.0", "1.0"))]
+
+    with requests_mock.Mocker() as mock:
+        mock_api(mock, listed=endpoints(166, 167))
+        for endpoint_id in (166, 167):
+            mock_daily(mock, endpoint_id, refuse_the_future)
+        output = read_streams(emnify_config(start_date=midnight(days_ago(3))), [DAILY])
+
+    assert daily_windows(mock) == [
+        (166, days_ago(3).isoformat(), LAST_DAY.isoformat()),
+        (166, days_ago(3).isoformat(), TODAY.isoformat()),
+        (167, days_ago(3).isoformat(), TODAY.isoformat()),
+    ]
+    assert kinds(output) == [(endpoint_id, on.isoformat(), "data") for endpoint_id in (166, 167) for on in (days_ago(2), TODAY)]
+    assert [line for line in log_lines(output, "WARN") if "refused" in line] == [
+        f"{DAILY}: emnify refused the range {days_ago(3)} to {LAST_DAY}; asking up to today ({TODAY}) from now on"
+    ]
+    assert error_messages(output) == []
+
+
 def test_given_a_one_month_range_the_api_refuses_when_synced_then_the_stream_fails_saying_so() -> None:
-    if TODAY.day == 1 or LAST_DAY.day == 1:
-        pytest.skip("from yesterday to tomorrow crosses a month: refused, it is asked month by month (tested above)")
+    if TODAY.day == 1:
+        pytest.skip("from yesterday to today crosses a month: refused, it is asked month by month (tested above)")
     with requests_mock.Mocker() as mock:
         mock_api(mock, listed=endpoints(166))
         mock.get("https://cdn.emnify.net/api/v1/endpoint/166/stats/daily", status_code=422, json=INVALID_RANGE)
         output = read_streams(emnify_config(start_date=midnight(days_ago(1))), [DAILY], expect_failure=True)
 
-    assert error_messages(output)[0] == f"emnify: GET endpoint/166/stats/daily refused the range {days_ago(1)} to {LAST_DAY} (422 InvalidQueryCriteria)"
-    assert len(daily_requests(mock)) == 1, "nothing shorter to ask"
+    assert error_messages(output)[0] == f"emnify: GET endpoint/166/stats/daily refused the range {days_ago(1)} to {TODAY} (422 InvalidQueryCriteria)"
+    assert daily_windows(mock) == [(166, days_ago(1).isoformat(), LAST_DAY.isoformat()), (166, days_ago(1).isoformat(), TODAY.isoformat())], (
+        "up to tomorrow, up to today, then nothing shorter to ask"
+    )
 
 
 def test_given_a_single_day_the_api_refuses_when_synced_then_the_stream_fails_saying_so() -> None:
@@ -206,8 +236,7 @@ def test_given_a_single_day_the_api_refuses_when_synced_then_the_stream_fails_sa
         output = read_streams(emnify_config(start_date=midnight(TODAY)), [DAILY], expect_failure=True)
 
     [first, *_] = error_messages(output)
-    refused_last = TODAY if LAST_DAY.day == 1 else LAST_DAY  # today and tomorrow, or today alone when tomorrow is in the next month
-    assert first == f"emnify: GET endpoint/166/stats/daily refused the range {TODAY} to {refused_last} (422 InvalidQueryCriteria)"
+    assert first == f"emnify: GET endpoint/166/stats/daily refused the range {TODAY} to {TODAY} (422 InvalidQueryCriteria)"
 
 
 def test_given_a_422_that_is_not_invalid_query_criteria_when_synced_then_the_stream_fails() -> None:

@@ -76,6 +76,8 @@ Knobs (defaults: what the API does when nothing unusual happens):
   page has been served and before a later page is (the first time), so offset pagination shifts and a
   client skips as many live endpoints; each page's `X-Total-Count`/`X-Total-Pages` are those of the
   moment it is served. The deleted endpoints answer 404 to their statistics.
+* `daily_refuses_future_end` (False): a daily-series `end_date` after the clock's day is refused with 422
+  1301 InvalidQueryCriteria instead of being capped at today (the reference says neither).
 * `daily_history_days` (200), `daily_volumes_as_numbers` (False), `daily_null_kinds` (False: on a
   listed day a kind without traffic is reported as null or as an empty object `{}` instead of zeros),
   `satellite_endpoints` (0: endpoints that also report `sat_geo_data` and `sat_geo_sms`).
@@ -213,6 +215,7 @@ class EmnifyApp(VendorApp):
         daily_volumes_as_numbers: bool = False,
         daily_null_kinds: bool = False,
         satellite_endpoints: int = 0,
+        daily_refuses_future_end: bool = False,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
         self.application_token = application_token
@@ -226,6 +229,7 @@ class EmnifyApp(VendorApp):
         self.monthly_quota = monthly_quota
         self.daily_volumes_as_numbers = daily_volumes_as_numbers
         self.daily_null_kinds = daily_null_kinds
+        self.daily_refuses_future_end = daily_refuses_future_end
         self.clock = (parse_iso(now) if now else utc_now()).replace(microsecond=0)
         self.steps_taken = 0
         self.issued_tokens: Dict[str, float] = {}  # auth token -> issue time (the app's timer, monotonic)
@@ -881,6 +885,8 @@ class EmnifyApp(VendorApp):
                 nested = {"error_code": 1403, "error_token": "InvalidFormat", "message": f"Statistics - {name} has invalid format: Expecting YYYY-MM-DD"}
                 return _error(422, 1400, "InputValidationFailed", "Input validation failed", errors=[nested])
         start, end = dates.get("start_date"), dates.get("end_date")
+        if end and end > today and self.daily_refuses_future_end:
+            return _error(422, 1301, "InvalidQueryCriteria", f"Search criteria end_date={end.isoformat()} is invalid: it is in the future")
         if start and end:
             if start > end or end >= _add_months(start, DAILY_MAX_MONTHS):
                 message = (
