@@ -188,6 +188,7 @@ class EmnifyApp(VendorApp):
     name = "emnify"
     prefix = "/emnify/api/v1"
     streams = ("emnify_endpoints", "emnify_endpoint_usage_monthly", "emnify_endpoint_usage_last_hour", "emnify_endpoint_usage_daily")
+    limit_names = ("ip", "authentication", "path", "monthly_quota")
 
     def __init__(
         self,
@@ -253,7 +254,6 @@ class EmnifyApp(VendorApp):
         self._seed_usage()
         self.minute_observations: Counter = Counter()
         self.monthly_calls: Counter = Counter()
-        self.limited_by: Counter = Counter()
         self.list_bucket = TokenBucket(rate=10, capacity=5, timer=self.timer)
         self.stats_bucket = TokenBucket(rate=100, capacity=50, timer=self.timer)
         self.ip_window = RollingWindow(ip_limit, ip_window_seconds, self.timer)
@@ -583,13 +583,7 @@ class EmnifyApp(VendorApp):
         stats = super().stats()
         with self.lock:
             stats["monthly_calls"] = self.monthly_calls[self.clock.strftime("%Y-%m")]
-            stats["rate_limited_by"] = {name: self.limited_by[name] for name in ("ip", "authentication", "path", "monthly_quota")}
         return stats
-
-    def reset_stats(self) -> None:
-        super().reset_stats()
-        with self.lock:
-            self.limited_by.clear()
 
     # ----- for the benchmark -----------------------------------------------------------------------------
 
