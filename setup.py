@@ -26,6 +26,9 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "requests-mock>=1.11,<2"],
         "demo": ["airbyte>=0.71,<0.72"],
+        # `make mutate`: mutation testing (mutation/mutate.py). Installed next to the demo extra, pip picks a
+        # textual that accepts the rich PyAirbyte 0.71 pins (rich<14).
+        "mutate": ["mutmut==3.8.1"],
     },
     entry_points={
         "console_scripts": [
