@@ -5,6 +5,7 @@ timeouts below only turn a hang into a failure."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Dict, Generator, Iterator, List
 
@@ -376,3 +377,105 @@ def test_given_a_lazy_source_when_batched_then_records_are_pulled_only_as_batche
     lazy = batches(source(), 3)
     assert next(lazy) == [0, 1, 2]
     assert pulled["count"] == 3
+
+
+# ----- silent producers (read for the usage ledger), the end-of-sync hook, waiting for a feed -------------
+
+
+def test_given_a_silent_producer_when_the_feed_runs_then_it_is_read_without_events_and_the_next_stream_follows(stop: threading.Event) -> None:
+    read: List[Any] = []
+
+    def run() -> Iterator[Any]:
+        read.append("silent ran")
+        yield Records([1])
+        read.append("silent finished")
+
+    feed = VendorFeed("acme", [StreamProducer("hidden", run, silent=True), producer("b", Records([2]))], stop)
+    assert feed.names == ["b"]
+    assert list(feed.events("b")) == [Records([2])]
+    assert read == ["silent ran", "silent finished"]
+    assert feed.failures == {}
+
+
+def test_given_a_silent_producer_that_fails_when_the_feed_runs_then_the_failure_is_kept_and_logged_and_the_next_stream_follows(
+    stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    boom = ValueError("the vendor broke")
+    hidden = producer("hidden", Records([1]), fail=boom)
+    hidden.silent = True
+    feed = VendorFeed("acme", [hidden, producer("b", Records([2]))], stop)
+    with caplog.at_level(logging.WARNING, logger="airbyte"):
+        assert list(feed.events("b")) == [Records([2])]
+        feed.wait()
+
+    assert feed.failures == {"hidden": boom}
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("airbyte", "acme: reading hidden for the usage ledger failed: the vendor broke")]
+
+
+def test_given_a_silent_producer_when_the_sync_stops_then_it_stops_reading() -> None:
+    stop = threading.Event()
+    pulled: List[int] = []
+
+    def run() -> Iterator[Any]:
+        for count in range(1, 1000):
+            pulled.append(count)
+            if count == 3:
+                stop.set()
+            yield Records([count])
+
+    feed = VendorFeed("acme", [StreamProducer("hidden", run, silent=True)], stop)
+    feed.start()
+    feed.join(HANG)
+    assert pulled == [1, 2, 3]
+
+
+def test_given_an_end_of_sync_hook_when_every_stream_was_produced_then_it_runs_once_on_the_feeds_thread(stop: threading.Event) -> None:
+    heard: List[str] = []
+    feed = VendorFeed("acme", [producer("a", Records([1]))], stop, on_finished=lambda: heard.append(threading.current_thread().name))
+    assert list(feed.events("a")) == [Records([1])]
+    feed.wait()
+    assert heard == ["feed-acme"]
+
+
+def test_given_an_end_of_sync_hook_that_fails_when_it_runs_then_a_warning_says_so_and_nothing_else_fails(
+    stop: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise ValueError("no quota figures")
+
+    feed = VendorFeed("acme", [producer("a", Records([1]))], stop, on_finished=broken)
+    with caplog.at_level(logging.WARNING, logger="airbyte"):
+        assert list(feed.events("a")) == [Records([1])]
+        feed.wait()
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("airbyte", "acme: the end-of-sync summary failed: no quota figures")]
+
+
+def test_given_a_feed_never_started_when_waited_for_then_it_runs_to_its_end(stop: threading.Event) -> None:
+    ran: List[str] = []
+
+    def run() -> Iterator[Any]:
+        ran.append("ran")
+        yield from ()
+
+    feed = VendorFeed("acme", [StreamProducer("hidden", run, silent=True)], stop)
+    feed.wait()
+    assert ran == ["ran"]
+    assert not feed._thread.is_alive()
+    assert feed._thread.daemon  # a feed never keeps the process alive
+
+
+def test_given_a_stopped_sync_when_a_feed_is_waited_for_then_the_wait_ends_without_the_feed() -> None:
+    stop = threading.Event()
+    release = threading.Event()
+
+    def run() -> Iterator[Any]:
+        release.wait(HANG)
+        yield from ()
+
+    feed = VendorFeed("acme", [StreamProducer("hidden", run, silent=True)], stop)
+    feed.start()
+    stop.set()
+    feed.wait()  # returns although the feed's thread still runs
+    assert feed._thread.is_alive()
+    release.set()
+    feed.join(HANG)
