@@ -334,3 +334,57 @@ def test_given_a_windowed_cursor_when_loaded_again_then_progress_of_the_previous
     assert cursor.close_partition(window(1), "2026-11-02T00:00:00Z") is False  # position 0 must come first again
     assert cursor.close_partition(window(0), "2026-11-01T00:00:00Z") is True
     assert cursor.state == {"start_time": "2026-11-02T00:00:00Z"}
+
+
+def test_given_several_unusable_saved_values_when_loaded_then_the_warning_counts_each_kind_and_the_rest_is_kept(warnings: Warnings) -> None:
+    state = {
+        "states": [
+            entry("N2", "yesterday"),  # unreadable
+            entry("N3", 1764504000),  # not a string
+            entry("N4", "1969-12-31T23:59:59Z"),  # before 1970
+            {"partition": {"other": "N5"}, "cursor": {"ts": "2026-11-01T00:00:00Z"}},  # no partition key
+            "not an entry",
+            entry("N1", "2026-11-01T00:00:00Z"),  # after all of them: still read
+        ]
+    }
+    cursor = loaded(state, warnings)
+
+    assert cursor.state == {"states": [entry("N1", "2026-11-01T00:00:00Z")]}
+    assert warnings.lines == [
+        "usage: ignoring 5 saved cursor value(s) that are not timestamps between 1970 and now; those partitions sync from the start date"
+    ]
+
+
+def test_given_a_state_of_an_unknown_shape_when_a_cursor_of_two_partition_fields_loads_it_then_the_expected_shape_lists_both(warnings: Warnings) -> None:
+    cursor = PerPartitionCursor("ts", ["organizationId", "networkId"], clock=clock)
+    cursor.load({"ts": "2026-11-01T00:00:00Z"}, logger_for(warnings), "usage")
+
+    assert warnings.lines == [
+        "usage: ignoring saved state of an unknown shape and syncing from the start date; expected "
+        "{'states': [{'partition': {organizationId, networkId}, 'cursor': {'ts': <timestamp>}}]}"
+    ]
+
+
+def test_given_a_fresh_per_partition_cursor_when_asked_before_loading_then_no_partition_has_a_value() -> None:
+    cursor = per_network()
+    assert cursor.value_for({"networkId": "N1"}) is None
+    assert cursor.emit_filter({"networkId": "N1"}) is None
+
+
+def test_given_a_window_ending_at_the_saved_instant_spelled_otherwise_when_closed_then_the_saved_value_stays_and_nothing_changed(
+    warnings: Warnings,
+) -> None:
+    cursor = WindowedCursor("ts", order=lambda partition: partition["i"], clock=clock)
+    cursor.load({"ts": "2026-11-01T00:00:00Z"}, logger_for(warnings), "usage")
+
+    assert cursor.close_partition({"i": 0}, "2026-11-01T00:00:00.000Z") is False
+    assert cursor.state == {"ts": "2026-11-01T00:00:00Z"}
+    assert cursor.value == "2026-11-01T00:00:00Z"
+
+
+def test_given_a_windowed_state_that_is_a_list_when_loaded_then_it_is_ignored_with_the_unknown_shape_warning(warnings: Warnings) -> None:
+    cursor = WindowedCursor("ts", order=lambda partition: partition["i"], clock=clock)
+    cursor.load(["2026-11-01T00:00:00Z"], logger_for(warnings), "usage")  # type: ignore[arg-type]
+
+    assert cursor.state == {} and cursor.value is None
+    assert warnings.lines == ["usage: ignoring saved state of an unknown shape and syncing from the start date; expected {'ts': <timestamp>}"]
