@@ -342,3 +342,20 @@ def test_given_budgets_switched_off_when_a_vendor_sends_then_its_layers_do_not_a
         for _ in range(3):
             connection.send("GET", "orgs/1/networks")
         assert mock.call_count == 3
+
+
+def test_given_layers_with_a_name_and_a_longest_wait_when_made_then_both_are_kept() -> None:
+    moving = MovingWindowLayer("emnify (2,000 requests/5 min)", lambda request: "ip", 2000, timedelta(minutes=5), max_wait=30.0)
+    reported = ReportedWindowLayer("ThousandEyes (240 requests/min)", lambda request: "org", 240, timedelta(minutes=1), "X-Remaining", "X-Reset", 45.0)
+
+    assert (moving.name, moving.max_wait) == ("emnify (2,000 requests/5 min)", 30.0)
+    assert (reported.name, reported.max_wait) == ("ThousandEyes (240 requests/min)", 45.0)
+    assert MovingWindowLayer("m", lambda request: "k", 1, timedelta(seconds=1)).max_wait is None
+
+
+def test_given_a_reported_window_layer_when_its_policy_is_made_then_the_window_is_the_layers_period() -> None:
+    layer = ReportedWindowLayer("ThousandEyes", lambda request: "org", 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
+    policy = layer.make_policy()
+
+    assert policy._offset == timedelta(minutes=1)  # type: ignore[attr-defined]
+    assert policy._call_limit == 240  # type: ignore[attr-defined]
