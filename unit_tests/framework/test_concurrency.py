@@ -479,3 +479,29 @@ def test_given_a_stopped_sync_when_a_feed_is_waited_for_then_the_wait_ends_witho
     assert feed._thread.is_alive()
     release.set()
     feed.join(HANG)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: VendorFeed._produce calls producer.events() outside its try: an exception raised while a stream's "
+    "run is being built (StreamRun.__init__: make_cursor, cursor.load) ends the feed's thread without a Failure or "
+    "Ended in the channel, and the reader waits until the sync is stopped (forever in a real sync)",
+)
+def test_given_a_stream_whose_run_cannot_be_built_when_read_then_the_failure_is_raised_in_the_reader() -> None:
+    stop = threading.Event()
+    timer = threading.Timer(2.0, stop.set)  # the reader gives up after 2 s instead of hanging the test run
+    timer.daemon = True
+    timer.start()
+    boom = ValueError("the saved state cannot be loaded")
+
+    def cannot_start() -> Iterator[Any]:
+        raise boom  # raised when the producer's events are asked for, before any event
+
+    try:
+        feed = VendorFeed("acme", [StreamProducer("a", cannot_start), producer("b", Records([2]))], stop)
+        with pytest.raises(ValueError) as failure:
+            list(feed.events("a"))
+        assert failure.value is boom
+        assert list(feed.events("b")) == [Records([2])]
+    finally:
+        timer.cancel()
