@@ -388,3 +388,111 @@ def test_given_a_windowed_state_that_is_a_list_when_loaded_then_it_is_ignored_wi
 
     assert cursor.state == {} and cursor.value is None
     assert warnings.lines == ["usage: ignoring saved state of an unknown shape and syncing from the start date; expected {'ts': <timestamp>}"]
+
+
+# ----- versioned: per partition, the version of each record emitted ---------------------------------------
+
+
+def versioned(**kwargs: Any) -> "VersionedCursor":
+    from source_usage.framework.cursors import VersionedCursor
+
+    return VersionedCursor("updated", ["endpoint"], key_of=lambda record: record["kind"], version_of=lambda record: record["updated"], clock=clock, **kwargs)
+
+
+def saved_versions(endpoint: str, updated: str, **versions: str) -> dict:
+    return {"partition": {"endpoint": endpoint}, "cursor": {"updated": updated, "versions": versions}}
+
+
+def test_given_saved_versions_when_a_snapshot_is_read_then_only_records_whose_version_changed_are_emitted_and_kept(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load({"states": [saved_versions("7", "2026-11-01T00:00:00Z", data="2026-11-01T00:00:00Z", sms="2026-10-31T00:00:00Z")]}, logger_for(warnings), "usage")
+    emit = cursor.emit_filter({"endpoint": "7"})
+    assert emit is not None
+    records = [
+        {"kind": "data", "updated": "2026-11-01T00:00:00Z"},  # unchanged
+        {"kind": "sms", "updated": "2026-10-31T12:00:00Z"},  # changed, though older than the data row
+        {"kind": "voice", "updated": "2026-10-30T00:00:00Z"},  # new
+    ]
+    assert [emit(record) for record in records] == [False, True, True]
+    assert cursor.close_partition({"endpoint": "7"}, "2026-11-01T00:00:00Z") is True
+    assert cursor.state == {
+        "states": [
+            {
+                "partition": {"endpoint": "7"},
+                "cursor": {
+                    "updated": "2026-11-01T00:00:00Z",
+                    "versions": {"data": "2026-11-01T00:00:00Z", "sms": "2026-10-31T12:00:00Z", "voice": "2026-10-30T00:00:00Z"},
+                },
+            }
+        ]
+    }
+    assert cursor.value_for({"endpoint": "7"}) == "2026-11-01T00:00:00Z"
+    assert cursor.cursor_field == "updated"
+    assert warnings.lines == []
+
+
+def test_given_a_snapshot_with_the_saved_versions_when_closed_then_nothing_changed(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load({"states": [saved_versions("7", "2026-11-01T00:00:00Z", data="2026-11-01T00:00:00Z")]}, logger_for(warnings), "usage")
+    emit = cursor.emit_filter({"endpoint": "7"})
+    assert emit is not None and emit({"kind": "data", "updated": "2026-11-01T00:00:00Z"}) is False
+    assert cursor.close_partition({"endpoint": "7"}, "2026-11-01T00:00:00Z") is False
+
+
+def test_given_a_partition_closed_without_reading_records_when_closed_then_only_its_cursor_value_counts(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(None, logger_for(warnings), "usage")
+    assert cursor.close_partition({"endpoint": "9"}, None) is False
+    assert cursor.close_partition({"endpoint": "9"}, "2026-11-02T00:00:00Z") is True
+    assert cursor.state == {"states": [{"partition": {"endpoint": "9"}, "cursor": {"updated": "2026-11-02T00:00:00Z", "versions": {}}}]}
+
+
+def test_given_partitions_gone_from_the_listing_when_every_partition_was_seen_then_their_versions_are_forgotten(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(
+        {"states": [saved_versions("7", "2026-11-01T00:00:00Z", data="v1"), saved_versions("8", "2026-11-01T00:00:00Z", data="v2")]},
+        logger_for(warnings),
+        "usage",
+    )
+    assert cursor.saw_every_partition([{"endpoint": "7"}, {"endpoint": "8"}]) is False
+    assert cursor.saw_every_partition([{"endpoint": "7"}]) is True
+    assert [entry["cursor"]["versions"] for entry in cursor.state["states"]] == [{"data": "v1"}]
+
+
+def test_given_saved_entries_some_unusable_when_loaded_then_the_usable_ones_after_them_keep_their_versions(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(
+        {
+            "states": [
+                {"partition": {"other": "1"}, "cursor": {"updated": "2026-11-01T00:00:00Z", "versions": {"data": "v0"}}},
+                saved_versions("7", "2026-11-01T00:00:00Z", data="v1", sms=3),  # type: ignore[arg-type]
+            ]
+        },
+        logger_for(warnings),
+        "usage",
+    )
+    assert [entry["cursor"]["versions"] for entry in cursor.state["states"]] == [{"data": "v1"}]  # a version that is no string is dropped
+    emit = cursor.emit_filter({"endpoint": "7"})
+    assert emit is not None and emit({"kind": "data", "updated": "v1"}) is False
+
+
+def test_given_a_versioned_state_of_an_unknown_shape_when_loaded_then_the_stream_is_warned_about_by_name(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load({"updated": "2026-11-01T00:00:00Z"}, logger_for(warnings), "usage")
+    assert warnings.lines == [
+        "usage: ignoring saved state of an unknown shape and syncing from the start date; expected "
+        "{'states': [{'partition': {endpoint}, 'cursor': {'updated': <timestamp>}}]}"
+    ]
+
+
+def test_given_a_saved_value_later_than_the_clock_when_a_versioned_cursor_loads_it_then_its_own_clock_and_parser_are_used(warnings: Warnings) -> None:
+    parsed: List[str] = []
+
+    def parse(text: str) -> datetime:
+        parsed.append(text)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    cursor = versioned(parse=parse)
+    cursor.load({"states": [saved_versions("7", "2027-01-01T00:00:00Z", data="v1")]}, logger_for(warnings), "usage")
+    assert cursor.value_for({"endpoint": "7"}) == "2026-11-30T12:00:00Z"  # clamped to the test clock
+    assert "2027-01-01T00:00:00Z" in parsed
