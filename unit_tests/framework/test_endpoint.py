@@ -235,3 +235,21 @@ def test_given_a_long_partition_when_described_then_it_is_cut_to_200_characters(
     described = describe_partition({"org": "x" * 300})
     assert described == "org " + "x" * 193 + "..."
     assert len(described) == 200
+
+
+@pytest.mark.parametrize("value, kind", [(2.5, "a number"), (b"x", "bytes"), ((1,), "tuple")])
+def test_given_a_float_or_an_unusual_value_when_a_list_is_expected_then_the_error_names_its_kind(value: Any, kind: str) -> None:
+    with pytest.raises(UsageError) as failure:
+        expect_list(value, "acme", response_of(), "items")
+    assert str(failure.value) == f"acme: GET {ITEMS} answered {kind}, not a list of items"
+
+
+def test_given_a_response_without_its_request_when_the_body_is_of_the_wrong_kind_then_the_method_is_taken_as_get() -> None:
+    response = response_of("POST")
+    response.request = None  # type: ignore[assignment]
+    with pytest.raises(UsageError) as as_list:
+        expect_list({}, "acme", response, "items")
+    with pytest.raises(UsageError) as as_object:
+        expect_object([], "acme", response, "a summary")
+    assert str(as_list.value) == f"acme: GET {ITEMS} answered an object, not a list of items"
+    assert str(as_object.value) == f"acme: GET {ITEMS} answered a list, not a summary"
