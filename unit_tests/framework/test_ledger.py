@@ -389,3 +389,58 @@ def test_given_states_kept_per_source_when_the_final_state_is_asked_then_it_has_
     assert collector.final_state() == {"sources": {"a": {"at": 2}, "b": {"at": 3}}}
     assert list(collector.final_state()["sources"]) == ["a", "b"]
     assert collector.saved == {}
+
+
+# ----- two vendors ---------------------------------------------------------------------------------------
+
+
+def two_vendors() -> Dict[str, Any]:
+    from unit_tests.thousandeyes_fixtures import te_config
+
+    return {**twilio_config(), "thousandeyes": te_config()["thousandeyes"]}
+
+
+def test_given_two_vendors_when_the_ledger_is_read_alone_then_it_is_built_from_every_source_of_both() -> None:
+    from unit_tests.thousandeyes_fixtures import mock_test_pages, mock_usage
+
+    with requests_mock.Mocker() as mock:
+        serve_usage(mock, [day("2026-11-20")])
+        mock_usage(mock)
+        mock_test_pages(mock)
+        output = read_streams(two_vendors(), {LEDGER: SyncMode.incremental})
+
+    assert sorted({r["source_stream"] for r in records(output, LEDGER)}) == ["thousandeyes_test_usage", "thousandeyes_usage", STREAM]
+    assert sorted(final_state(output, LEDGER)["sources"]) == ["thousandeyes_test_usage", "thousandeyes_usage", STREAM]  # type: ignore[index]
+    assert error_messages(output) == []
+
+
+def test_given_several_sources_failing_for_the_ledger_when_read_then_its_error_names_them_all() -> None:
+    from unit_tests.thousandeyes_fixtures import TESTS_URL, USAGE_URL as TE_USAGE_URL
+
+    with requests_mock.Mocker() as mock:
+        mock.get(USAGE_URL, status_code=403, json={})
+        mock.get(TE_USAGE_URL, status_code=403, json={})
+        mock.get(TESTS_URL, status_code=403, json={})
+        output = read_streams(two_vendors(), {LEDGER: SyncMode.incremental}, expect_failure=True)
+
+    assert error_messages(output)[0].startswith(
+        f"usage_ledger: incomplete: reading thousandeyes_test_usage, thousandeyes_usage, {STREAM} for it failed ("
+    )
+
+
+@pytest.mark.parametrize(
+    "selected, sources",
+    [
+        ([LEDGER], ["emnify_endpoint_usage_daily"]),  # the daily series unless only the monthly figures are selected
+        (["emnify_endpoint_usage_monthly", LEDGER], ["emnify_endpoint_usage_monthly"]),
+    ],
+)
+def test_given_a_vendor_that_picks_its_ledger_sources_when_the_ledger_is_read_then_only_those_are_read_for_it(selected: List[str], sources: List[str]) -> None:
+    from unit_tests.emnify_fixtures import emnify_config, mock_api
+
+    with requests_mock.Mocker() as mock:
+        mock_api(mock)
+        output = read_streams(emnify_config(), {name: SyncMode.incremental for name in selected})
+
+    assert sorted(final_state(output, LEDGER)["sources"]) == sources  # type: ignore[index]
+    assert error_messages(output) == []
