@@ -34,7 +34,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 SURVIVORS = ROOT / "mutation" / "survivors.md"
@@ -115,15 +115,34 @@ def in_scope(scope: str, meta: Path) -> bool:
     return any(fnmatch.fnmatch(relative, p) for p in SCOPES[scope]["only_mutate"])  # type: ignore[union-attr]
 
 
+def load_meta(meta: Path) -> Optional[dict]:
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def repair(scope: str) -> None:
+    """A results file cut short (mutmut stopped with Ctrl-C while writing it) would stop the next run:
+    forget that file's mutants, which mutmut then makes and tests again."""
+    for meta in meta_files(scope):
+        if load_meta(meta) is None:
+            source = meta.with_suffix("")
+            print(f"{meta.relative_to(ROOT)} is unreadable (a run stopped while writing it): its mutants are made again")
+            for stale in (meta, source, source.with_name(source.name + ".spans")):
+                stale.unlink(missing_ok=True)
+
+
 def verdicts(scope: str) -> Dict[str, str]:
     """Every mutant of the scope with mutmut's status for it."""
     from mutmut.stats import status_by_exit_code
 
     found: Dict[str, str] = {}
     for meta in meta_files(scope):
-        if not in_scope(scope, meta):
+        data = load_meta(meta)
+        if data is None or not in_scope(scope, meta):
             continue
-        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        for name, code in data["exit_code_by_key"].items():
             found[name] = status_by_exit_code[code]
     return found
 
@@ -134,7 +153,9 @@ def reopen_undetected(scope: str) -> int:
 
     reopened = 0
     for meta in meta_files(scope):
-        data = json.loads(meta.read_text())
+        data = load_meta(meta)
+        if data is None:
+            continue
         codes = data["exit_code_by_key"]
         changed = False
         for name, code in codes.items():
@@ -185,8 +206,10 @@ def report(scope: str, fail_under: float) -> int:
         status = 1
     if unlisted:
         print(f"  {len(unlisted)} not killed and not in mutation/survivors.md (see: python mutation/mutate.py --scope {scope} show NAME):")
-        for name in unlisted:
+        for name in unlisted[:40]:
             print(f"    {name}: {found[name]}")
+        if len(unlisted) > 40:
+            print(f"    ... and {len(unlisted) - 40} more (their diffs: make mutate SCOPE={scope} ARGS=diffs)")
         status = 1
     stale = sorted(name for name in listed if name.startswith(f"source_usage.{scope}.") and found.get(name) in DETECTED)
     if stale:
@@ -206,7 +229,7 @@ def diffs(scope: str, everything: bool) -> int:
 
     for meta in meta_files(scope):
         path = meta.relative_to(scope_dir(scope) / "mutants").as_posix()[: -len(".meta")]
-        for name in json.loads(meta.read_text())["exit_code_by_key"]:
+        for name in (load_meta(meta) or {"exit_code_by_key": {}})["exit_code_by_key"]:
             if found.get(name) in UNDETECTED and (everything or name not in listed):
                 print(f"# {name}: {found[name]}")
                 print(get_diff_for_mutant(name, path=path))
@@ -232,6 +255,7 @@ def main(argv: List[str]) -> int:
         return diffs(args.scope, everything=command[1:] == ["all"])
     if command[0] != "run":
         return subprocess.call([mutmut_bin(), *command], cwd=where)
+    repair(args.scope)
     reopened = reopen_undetected(args.scope)
     if reopened:
         print(f"{reopened} mutants that survived last time will be tried again")
