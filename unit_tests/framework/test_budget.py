@@ -359,3 +359,32 @@ def test_given_a_reported_window_layer_when_its_policy_is_made_then_the_window_i
 
     assert policy._offset == timedelta(minutes=1)  # type: ignore[attr-defined]
     assert policy._call_limit == 240  # type: ignore[attr-defined]
+
+
+def answered(status: int = 200, **headers: str) -> Any:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def test_given_only_a_reset_header_when_a_reported_window_updates_then_its_window_moves_to_that_second() -> None:
+    from datetime import datetime
+
+    layer = ReportedWindowLayer("ThousandEyes", everything, 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
+    request = requests.Request("GET", "https://api.example.com/v7/usage").prepare()
+    policy = layer.policy_for(request)
+    layer.update(request, answered(**{"X-Reset": "4102444800"}))  # 2100-01-01T00:00:00Z
+
+    assert policy._next_reset_ts == datetime.fromtimestamp(4102444800)  # type: ignore[union-attr]
+
+
+def test_given_a_reset_header_no_date_can_hold_when_a_reported_window_updates_then_it_is_ignored_and_calls_still_pass() -> None:
+    layer = ReportedWindowLayer("ThousandEyes", everything, 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
+    request = requests.Request("GET", "https://api.example.com/v7/usage").prepare()
+    policy = layer.policy_for(request)
+    before = policy._next_reset_ts  # type: ignore[union-attr]
+    layer.update(request, answered(**{"X-Reset": "-100000000000000000000"}))
+
+    assert policy._next_reset_ts == before  # type: ignore[union-attr]
+    policy.try_acquire(request, weight=1)  # type: ignore[union-attr]

@@ -496,3 +496,26 @@ def test_given_a_saved_value_later_than_the_clock_when_a_versioned_cursor_loads_
     cursor.load({"states": [saved_versions("7", "2027-01-01T00:00:00Z", data="v1")]}, logger_for(warnings), "usage")
     assert cursor.value_for({"endpoint": "7"}) == "2026-11-30T12:00:00Z"  # clamped to the test clock
     assert "2027-01-01T00:00:00Z" in parsed
+
+
+def test_given_a_versioned_state_that_is_a_list_or_has_versions_of_another_shape_when_loaded_then_it_is_ignored_without_failing(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(["not", "a", "state"], logger_for(warnings), "usage")  # type: ignore[arg-type]
+    assert cursor.state == {"states": []}
+
+    cursor.load({"states": [{"partition": {"endpoint": "7"}, "cursor": {"updated": "2026-11-01T00:00:00Z", "versions": "v1"}}]}, logger_for(warnings), "usage")
+    assert cursor.state == {"states": [{"partition": {"endpoint": "7"}, "cursor": {"updated": "2026-11-01T00:00:00Z", "versions": {}}}]}
+
+
+def test_given_a_partition_read_without_records_and_nothing_saved_when_closed_then_nothing_changed(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(None, logger_for(warnings), "usage")
+    assert cursor.emit_filter({"endpoint": "9"}) is not None
+    assert cursor.close_partition({"endpoint": "9"}, None) is False
+
+
+def test_given_two_unreadable_saved_values_among_others_when_loaded_then_both_are_counted(warnings: Warnings) -> None:
+    loaded({"states": [entry("N2", 1764504000), entry("N3", "yesterday"), entry("N4", "soon"), entry("N1", "2026-11-01T00:00:00Z")]}, warnings)
+    assert warnings.lines == [
+        "usage: ignoring 3 saved cursor value(s) that are not timestamps between 1970 and now; those partitions sync from the start date"
+    ]

@@ -125,3 +125,15 @@ def test_given_a_full_url_or_a_path_when_sent_then_the_path_is_joined_to_the_bas
     assert seen == [f"{BASE}/things", f"{BASE}/next?page=2"]
     assert (first.json(), second.json()) == ({"a": 1}, {"b": 2})
     assert connection.requests_sent == 2
+
+
+def test_given_a_status_an_override_retries_without_a_message_when_retries_run_out_then_the_failure_names_the_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_MAX_RETRIES", "1")
+    reload_settings()
+    connection = acme(error_overrides={418: ResponseAction.RETRY})
+    with requests_mock.Mocker() as mock:
+        mock.get(f"{BASE}/things", status_code=418, json={})
+        with pytest.raises(UsageError) as failure:
+            connection.send("GET", "things")
+
+    assert str(failure.value) == f"acme: GET {BASE}/things failed after 2 attempts (last: ResponseAction.RETRY)"
