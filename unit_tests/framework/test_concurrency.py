@@ -505,3 +505,30 @@ def test_given_a_stream_whose_run_cannot_be_built_when_read_then_the_failure_is_
         assert list(feed.events("b")) == [Records([2])]
     finally:
         timer.cancel()
+
+
+def test_given_two_workers_busy_when_more_partitions_wait_then_the_next_is_taken_only_once_a_worker_is_free() -> None:
+    pulled: List[str] = []
+    both_inside = threading.Barrier(3)
+    gate = threading.Event()
+
+    def partitions() -> Iterator[str]:
+        for name in ("a", "b", "c", "d"):
+            pulled.append(name)
+            yield name
+
+    def read(partition: str) -> Generator[List[Any], None, str]:
+        if partition in ("a", "b"):
+            both_inside.wait(HANG)
+            gate.wait(HANG)
+        yield [partition]
+        return partition
+
+    results: List[Any] = []
+    consumer = threading.Thread(target=lambda: results.extend(PartitionPool(2).run(partitions(), read)))
+    consumer.start()
+    both_inside.wait(HANG)  # a and b are being read; neither can finish
+    assert pulled == ["a", "b"]
+    gate.set()
+    consumer.join(HANG)
+    assert sorted(event.partition for event in results if isinstance(event, PartitionDone)) == ["a", "b", "c", "d"]
