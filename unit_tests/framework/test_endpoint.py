@@ -253,3 +253,12 @@ def test_given_a_response_without_its_request_when_the_body_is_of_the_wrong_kind
         expect_object([], "acme", response, "a summary")
     assert str(as_list.value) == f"acme: GET {ITEMS} answered an object, not a list of items"
     assert str(as_object.value) == f"acme: GET {ITEMS} answered a list, not a summary"
+
+
+def test_given_three_numbered_pages_when_read_then_each_page_number_is_asked_once() -> None:
+    with requests_mock.Mocker() as mock:
+        mock.get(ITEMS, [{"json": body(1), "headers": {"X-Total-Pages": "3"}}, {"json": body(2), "headers": {"X-Total-Pages": "3"}}, {"json": body(3), "headers": {"X-Total-Pages": "3"}}])
+        records = read_all(acme(), endpoint(paginator=PageNumberPaginator(page_size=1)), {"org": "o1"})
+
+    assert [record["id"] for record in records] == [1, 2, 3]
+    assert [request.qs["page"] for request in mock.request_history] == [["1"], ["2"], ["3"]]
