@@ -585,3 +585,28 @@ def test_given_a_vendor_session_when_made_then_both_schemes_go_through_one_bound
     assert adapter.poolmanager.connection_pool_kw["maxsize"] == 7
     assert adapter.poolmanager.pool_classes_by_scheme is transport._WATCHED_POOLS
     assert adapter.proxy_manager_for("http://proxy.example:3128").pool_classes_by_scheme is transport._WATCHED_POOLS
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        silent(b""),
+        drip(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", b"X-Drip: 1\r\n"),
+        silent(head(Content_Type="application/json", Connection="close")),
+    ],
+    ids=["never answers", "drips the headers", "body never starts"],
+)
+def test_given_a_server_cut_off_by_the_deadline_when_the_request_fails_then_it_is_transient(
+    tight_deadline: None, raw_server: Callable[..., RawServer], waits: List[float], handler: Any
+) -> None:
+    assert failure_of(acme(raw_server(handler))).failure_type == FailureType.transient_error
+
+
+def test_given_a_read_timeout_shorter_than_the_deadline_when_the_server_is_silent_then_the_read_times_out_first(
+    small_limits: None, raw_server: Callable[..., RawServer], waits: List[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_READ_TIMEOUT_SECONDS", "0.2")
+    monkeypatch.setenv("SOURCE_USAGE_MAX_RETRIES", "0")
+    reload_settings()
+    server = raw_server(silent(b""))
+    assert str(failure_of(acme(server))) == f"acme: GET {server.url}/v1/things failed after 1 attempts (last: the request timed out)"

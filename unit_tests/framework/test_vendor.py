@@ -137,3 +137,26 @@ def test_given_a_status_an_override_retries_without_a_message_when_retries_run_o
             connection.send("GET", "things")
 
     assert str(failure.value) == f"acme: GET {BASE}/things failed after 2 attempts (last: ResponseAction.RETRY)"
+
+
+def test_given_an_override_answering_an_action_the_client_has_no_use_for_when_sent_then_it_fails_as_a_system_error_naming_it() -> None:
+    connection = acme(error_overrides={409: ResponseAction.RESET_PAGINATION})
+    with requests_mock.Mocker() as mock:
+        mock.get(f"{BASE}/things", status_code=409, json={})
+        with pytest.raises(UsageError) as failure:
+            connection.send("GET", "things")
+
+    assert str(failure.value) == f"acme: GET {BASE}/things got an answer the connector cannot act on (ResponseAction.RESET_PAGINATION)"
+    assert failure.value.failure_type == FailureType.system_error
+
+
+def test_given_a_request_that_cannot_be_built_when_sent_then_a_config_error_quotes_why_cut_to_160_characters() -> None:
+    connection = acme()
+    with pytest.raises(UsageError) as failure:
+        connection.send("GET", "things", headers={"X-Long": "v\n" + "x" * 300})
+
+    text = str(failure.value)
+    assert text.startswith(f"acme: the request for {BASE}/things could not be built (InvalidHeader: ")
+    quoted = text[len(f"acme: the request for {BASE}/things could not be built (InvalidHeader: ") : -1]
+    assert len(quoted) == 160 and quoted.endswith("...") and "xxx" in quoted
+    assert failure.value.failure_type == FailureType.config_error
