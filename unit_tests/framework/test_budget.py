@@ -379,12 +379,19 @@ def test_given_only_a_reset_header_when_a_reported_window_updates_then_its_windo
     assert policy._next_reset_ts == datetime.fromtimestamp(4102444800)  # type: ignore[union-attr]
 
 
-def test_given_a_reset_header_no_date_can_hold_when_a_reported_window_updates_then_it_is_ignored_and_calls_still_pass() -> None:
+def test_given_a_reset_header_no_local_date_can_hold_when_a_reported_window_updates_then_it_is_ignored_and_calls_still_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # the last second of 9999 in UTC is in the year 10000 here
+    time.tzset()
     layer = ReportedWindowLayer("ThousandEyes", everything, 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
     request = requests.Request("GET", "https://api.example.com/v7/usage").prepare()
     policy = layer.policy_for(request)
     before = policy._next_reset_ts  # type: ignore[union-attr]
-    layer.update(request, answered(**{"X-Reset": "-100000000000000000000"}))
-
-    assert policy._next_reset_ts == before  # type: ignore[union-attr]
-    policy.try_acquire(request, weight=1)  # type: ignore[union-attr]
+    try:
+        layer.update(request, answered(**{"X-Reset": "253402300799"}))
+        assert policy._next_reset_ts == before  # type: ignore[union-attr]
+        policy.try_acquire(request, weight=1)  # type: ignore[union-attr]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
