@@ -262,3 +262,9 @@ def test_given_three_numbered_pages_when_read_then_each_page_number_is_asked_onc
 
     assert [record["id"] for record in records] == [1, 2, 3]
     assert [request.qs["page"] for request in mock.request_history] == [["1"], ["2"], ["3"]]
+
+
+def test_given_a_post_answered_with_an_object_when_a_list_is_expected_then_the_error_names_the_post() -> None:
+    with pytest.raises(UsageError) as failure:
+        expect_list({"a": 1}, "acme", response_of("POST"), "items")
+    assert str(failure.value) == f"acme: POST {ITEMS} answered an object, not a list of items"

@@ -433,6 +433,7 @@ def test_given_several_sources_failing_for_the_ledger_when_read_then_its_error_n
     [
         ([LEDGER], ["emnify_endpoint_usage_daily"]),  # the daily series unless only the monthly figures are selected
         (["emnify_endpoint_usage_monthly", LEDGER], ["emnify_endpoint_usage_monthly"]),
+        (["emnify_endpoint_usage_daily", "emnify_endpoint_usage_monthly", LEDGER], ["emnify_endpoint_usage_daily"]),  # never both
     ],
 )
 def test_given_a_vendor_that_picks_its_ledger_sources_when_the_ledger_is_read_then_only_those_are_read_for_it(selected: List[str], sources: List[str]) -> None:
@@ -443,4 +444,5 @@ def test_given_a_vendor_that_picks_its_ledger_sources_when_the_ledger_is_read_th
         output = read_streams(emnify_config(), {name: SyncMode.incremental for name in selected})
 
     assert sorted(final_state(output, LEDGER)["sources"]) == sources  # type: ignore[index]
+    assert {row["source_stream"] for row in records(output, LEDGER)} <= set(sources)
     assert error_messages(output) == []
