@@ -30,8 +30,10 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/source-usage-demo $(ARGS)
 
+# Two workers, one test module each at a time (--dist loadfile keeps a module's fixtures on one worker).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-image: $(STAMP)
 	$(BIN)/python -m pytest -m image $(ARGS)
@@ -53,4 +55,4 @@ local-base-image:
 	scripts/local-base-image.sh $(LOCAL_BASE_IMAGE)
 
 clean:
-	rm -rf $(VENV) build *.egg-info usage.duckdb .pyairbyte .bench
+	rm -rf $(VENV) build *.egg-info usage.duckdb .pyairbyte .bench .meltano-venv .meltano-venv.lock .singer-tools mutants

@@ -91,7 +91,8 @@ def postgres_server() -> Iterator[PostgresServer]:
               "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"])
         for attempt in range(START_ATTEMPTS):
             port = _free_port()
-            options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+            # UTC whatever the machine's zone (initdb copies it): PyAirbyte's instants depend on it (test_pyairbyte.py)
+            options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c timezone=UTC"
             command = [*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
                        "-w", "-t", str(START_TIMEOUT_SECONDS), "-o", options, "start"]
             try:

@@ -10,6 +10,7 @@ the spec published in Airbyte's connector registry: without a network it is skip
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
 from pathlib import Path
@@ -29,9 +30,13 @@ GENERATED = Path(__file__).parent / ".generated"
 
 @pytest.fixture(scope="module", autouse=True)
 def emulated_vendors() -> Iterator[Emulator]:
-    """Starts the emulator and writes the configs acceptance-test-config.yml points at."""
-    with Emulator(seed=5, scale=1, rate_limits=True) as emulator:
-        GENERATED.mkdir(exist_ok=True)
+    """Starts the emulator and writes the configs acceptance-test-config.yml points at. Those paths are fixed
+    and hold this emulator's port, so the module holds a lock on them while it runs: `make test` keeps the
+    module on one worker (--dist loadfile), and a second run in the same checkout, or another distribution
+    mode, waits for the lock instead of pointing these tests at another run's emulator."""
+    GENERATED.mkdir(exist_ok=True)
+    with open(GENERATED / ".lock", "w") as lock, Emulator(seed=5, scale=1, rate_limits=True) as emulator:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         config = emulator.config()
         (GENERATED / "config.json").write_text(json.dumps(config, indent=2))
         invalid = json.loads(json.dumps(config))

@@ -17,7 +17,7 @@ from source_usage.emulator.server import ALL_VENDORS, Emulator
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="source-usage-sandbox",
-        description="Emulate Meraki, Twilio Super SIM, emnify and ThousandEyes on 127.0.0.1 for source-usage.",
+        description="Emulate the vendor plugins' APIs on 127.0.0.1 for source-usage.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the deterministic data")
@@ -31,7 +31,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--slow-seconds", type=float, default=0.5)
     parser.add_argument("--start-date", help="start_date to put in the printed config")
     parser.add_argument("--record-requests", action="store_true", help="log every request (GET /_emulator/requests)")
-    parser.add_argument("--knobs", type=json.loads, default={}, help='per-vendor size knobs as JSON, e.g. \'{"meraki": {"organizations": 4}}\'')
+    parser.add_argument("--knobs", type=json.loads, default={}, help="per-vendor knobs as JSON: {\"<vendor>\": {\"<knob>\": value}} (see each vendor's emulator)")
     parser.add_argument("--config-out", type=Path, help="also write the connector config to this file")
     return parser.parse_args(argv)
 

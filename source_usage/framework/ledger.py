@@ -99,9 +99,11 @@ class LedgerCursor(StreamCursor):
 
     def load(self, state: Optional[Mapping[str, Any]], logger: Any, stream: str) -> None:
         sources = state.get("sources") if isinstance(state, Mapping) else None
-        if state and not isinstance(sources, Mapping):
-            logger.warning(f"{stream}: ignoring saved state of an unknown shape; expected {{'sources': {{<stream>: <its state>}}}}")
-        self.sources = {str(name): value for name, value in (sources or {}).items() if isinstance(value, Mapping)}
+        if not isinstance(sources, Mapping):
+            if state:
+                logger.warning(f"{stream}: ignoring saved state of an unknown shape; expected {{'sources': {{<stream>: <its state>}}}}")
+            sources = {}
+        self.sources = {str(name): value for name, value in sources.items() if isinstance(value, Mapping)}
 
     def close_partition(self, partition: Mapping[str, Any], greatest: Optional[str]) -> bool:
         return False
