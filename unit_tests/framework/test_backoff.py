@@ -124,3 +124,9 @@ def test_given_a_429_with_a_reset_header_when_no_margin_is_given_then_a_quarter_
     response.status_code = 429
     response.headers["X-Reset"] = "1010"
     assert RateLimitResetBackoff("X-Reset", clock=lambda: 1000.0).backoff_time(response, 1) == 10.25
+
+
+@pytest.mark.parametrize("attempt", [31, 32, 2000])
+def test_given_no_cap_and_a_huge_attempt_when_backing_off_then_the_doubling_stops_at_two_to_the_thirtieth(attempt: int) -> None:
+    # 2**30 s is about 34 years: an attempt count that high must neither overflow nor keep doubling.
+    assert exponential_backoff(attempt, 1.0, float("inf"), Bound(upper=True)) == 1073741824.0

@@ -6,6 +6,7 @@ timeouts below only turn a hang into a failure."""
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from typing import Any, Dict, Generator, Iterator, List
 
@@ -532,3 +533,48 @@ def test_given_two_workers_busy_when_more_partitions_wait_then_the_next_is_taken
     gate.set()
     consumer.join(HANG)
     assert sorted(event.partition for event in results if isinstance(event, PartitionDone)) == ["a", "b", "c", "d"]
+
+
+class TimingOutOnce(queue.Queue):  # type: ignore[type-arg]
+    """A queue whose first put and first get time out, as a real one does while the other side is slow."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.timeouts: List[str] = []
+
+    def put(self, item: Any, block: bool = True, timeout: Any = None) -> None:
+        if "put" not in self.timeouts:
+            self.timeouts.append("put")
+            raise queue.Full
+        super().put(item, block, timeout)
+
+    def get(self, block: bool = True, timeout: Any = None) -> Any:
+        if "get" not in self.timeouts:
+            self.timeouts.append("get")
+            raise queue.Empty
+        return super().get(block, timeout)
+
+
+def test_given_a_channel_whose_put_and_get_time_out_once_when_used_then_both_try_again_until_they_succeed() -> None:
+    channel: Channel[int] = Channel(1, threading.Event())
+    slow = TimingOutOnce(1)
+    channel._queue = slow
+
+    channel.put(7)
+    assert channel.get() == 7
+    assert slow.timeouts == ["put", "get"]
+
+
+def test_given_workers_slower_than_the_pools_poll_when_partitions_are_read_then_the_pool_keeps_waiting_for_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_poll = Channel.poll
+    polls: List[float] = []
+
+    def nothing_yet_the_first_time(self: Channel, timeout: float) -> Any:
+        polls.append(timeout)
+        return None if len(polls) == 1 else real_poll(self, timeout)
+
+    monkeypatch.setattr(Channel, "poll", nothing_yet_the_first_time)
+    events = list(PartitionPool(2).run(["a", "b"], lambda partition: listed(partition, 1)))
+
+    assert sorted(event.partition for event in events if isinstance(event, PartitionDone)) == ["a", "b"]
+    assert sorted(event.records[0] for event in events if isinstance(event, Batch)) == ["a0", "b0"]

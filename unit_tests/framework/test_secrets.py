@@ -153,3 +153,4 @@ def test_given_a_config_secret_at_the_length_limit_when_masked_then_eight_charac
     mask_config_secrets(SPEC, {"acme": {"token": token}})
     logged = filter_secrets(f"token {token.strip()}")
     assert logged == ("token ****" if masked else f"token {token.strip()}")
+
