@@ -439,3 +439,29 @@ def test_given_a_vendor_that_picks_its_ledger_sources_when_the_ledger_is_read_th
     assert sorted(final_state(output, LEDGER)["sources"]) == sources  # type: ignore[index]
     assert {row["source_stream"] for row in records(output, LEDGER)} <= set(sources)
     assert error_messages(output) == []
+
+
+def test_given_the_ledger_listed_before_its_source_in_the_catalog_when_read_then_both_streams_emit_from_one_read() -> None:
+    with requests_mock.Mocker() as mock:
+        serve_usage(mock, [day("2026-11-20")])
+        output = read_streams(twilio_config(), {LEDGER: SyncMode.incremental, STREAM: SyncMode.incremental})
+
+    assert len(records(output, STREAM)) == 1
+    assert [(r["metric"], r["quantity"]) for r in records(output, LEDGER)] == [
+        ("data_sent_bytes", 150000),
+        ("data_received_bytes", 162000),
+        ("data_total_bytes", 312000),
+    ]
+    assert windows_requested(mock) == [("2026-11-20T00:00:00Z", "2026-11-23T12:34:56Z")]
+    assert error_messages(output) == []
+
+
+def test_given_two_vendors_and_one_stream_selected_without_the_ledger_when_read_then_the_other_vendor_is_never_asked() -> None:
+    with requests_mock.Mocker() as mock:
+        serve_usage(mock, [day("2026-11-20")])
+        output = read_streams(two_vendors(), {STREAM: SyncMode.incremental})
+
+    assert len(records(output, STREAM)) == 1
+    assert records(output, LEDGER) == []
+    assert {request.hostname for request in mock.request_history} == {"supersim.twilio.com"}
+    assert error_messages(output) == []

@@ -160,3 +160,10 @@ def test_given_a_request_that_cannot_be_built_when_sent_then_a_config_error_quot
     quoted = text[len(f"acme: the request for {BASE}/things could not be built (InvalidHeader: ") : -1]
     assert len(quoted) == 160 and quoted.endswith("...") and "xxx" in quoted
     assert failure.value.failure_type == FailureType.config_error
+
+
+def test_given_a_base_url_and_paths_with_capital_xs_at_their_ends_when_joined_then_only_slashes_are_trimmed() -> None:
+    connection = acme(base_url="http://proxy.local/acmeX/")
+
+    assert connection.base_url == "http://proxy.local/acmeX"
+    assert connection.url("/Xthings") == "http://proxy.local/acmeX/Xthings"
