@@ -395,3 +395,48 @@ def test_given_a_reset_header_no_local_date_can_hold_when_a_reported_window_upda
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_given_a_wait_under_a_second_when_waiting_then_it_sleeps_that_long(waits: List[float]) -> None:
+    LayeredBudget("acme", [ScriptedLayer(Scripted(0.5, 0.25, None))]).acquire_call(request("x"))
+    assert waits == [0.25]
+
+
+def test_given_two_calls_that_each_wait_when_granted_then_the_layer_adds_up_both_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeTime()
+    clock.now = 100.0  # a monotonic clock is far from zero
+    monkeypatch.setattr(budget_module, "time", clock)
+    layer = ScriptedLayer(Scripted(2.0, 2.0, None, 3.0, 3.0, None))
+    budget = LayeredBudget("acme", [layer], sleep=clock.sleep)
+
+    budget.acquire_call(request("x"))
+    budget.acquire_call(request("y"))
+
+    assert clock.slept == [2.0, 3.0]
+    assert layer.waited_seconds == 5.0
+
+
+def test_given_a_wait_that_ends_exactly_at_the_total_limit_when_waiting_then_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_MAX_TOTAL_WAIT_SECONDS", "10")
+    reload_settings()
+    clock = FakeTime()
+    monkeypatch.setattr(budget_module, "time", clock)
+    LayeredBudget("acme", [ScriptedLayer(Scripted(4.0, 4.0, 6.0, None))], sleep=clock.sleep).acquire_call(request("x"))
+    assert clock.slept == [4.0, 6.0]
+
+
+class Recording(Scripted):
+    def __init__(self, *waits: Optional[float]) -> None:
+        super().__init__(*waits)
+        self.asked: List[Any] = []
+
+    def try_acquire(self, request: Any, weight: int) -> None:
+        self.asked.append((request, weight))
+        super().try_acquire(request, weight)
+
+
+def test_given_a_call_when_a_layer_is_asked_then_its_policy_is_asked_about_that_request_each_time(waits: List[float]) -> None:
+    policy = Recording(1.0, None)
+    call = request("x")
+    LayeredBudget("acme", [ScriptedLayer(policy)]).acquire_call(call)
+    assert policy.asked == [(call, 1), (call, 1)]

@@ -492,3 +492,27 @@ def test_given_no_logger_when_a_sync_is_made_then_it_logs_to_airbyte_and_without
     context = SyncContext(datetime(2026, 11, 1, tzinfo=timezone.utc), state=StateBuilder().with_stream_state("toy_usage", {"ts": "x"}).build())
     assert context.logger is logging.getLogger("airbyte")
     assert context.saved_state("toy_usage") == {}
+
+
+def test_given_a_saved_state_already_large_when_time_stands_still_then_only_the_final_checkpoint_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The monotonic clock reads 1000 s throughout (a real one is far from zero): less than a second passes.
+    monkeypatch.setattr(stream_module, "time", SimpleNamespace(monotonic=lambda: 1000.0, time_ns=time.time_ns))
+    networks = [f"N{index:02d}" for index in range(25)]
+    saved = state_of(*[(network, "2026-11-01T00:00:00Z") for network in networks])
+    stream = ToyUsage({network: [usage(network, "a", "2026-11-02T00:00:00Z")] for network in networks})
+
+    events = run_events(stream, saved=saved)
+
+    assert [type(event).__name__ for event in events if isinstance(event, Checkpoint)] == ["FinalCheckpoint"]
+    assert events[-1].state == state_of(*[(network, "2026-11-02T00:00:00Z") for network in networks])
+
+
+def test_given_a_partition_whose_only_record_lacks_every_key_field_when_run_then_it_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=LOGGER.name):
+        events = run_events(ToyUsage({"N1": [{"bytes": 5}]}))
+
+    assert [event for event in events if isinstance(event, Records)] == []
+    assert [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING] == [
+        "toy: toy_usage: skipped 1 record(s) whose networkId (a primary-key or cursor field) the API sent as null or left out: "
+        "such a record cannot be deduplicated or checkpointed"
+    ]
