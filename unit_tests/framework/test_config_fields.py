@@ -152,3 +152,4 @@ def test_given_a_version_path_of_three_segments_when_a_base_url_ends_with_part_o
 
 def test_given_a_version_path_with_capital_xs_at_its_ends_when_a_base_url_is_read_then_the_xs_are_kept() -> None:
     assert base_url("acme", {"base_url": "http://proxy.local"}, DEFAULT, "/Xv1X/") == "http://proxy.local/Xv1X/"
+    assert base_url("acme", {"base_url": "http://proxy.local/Xv1X"}, DEFAULT, "/Xv1X/") == "http://proxy.local/Xv1X"
