@@ -508,10 +508,18 @@ def test_given_a_stream_whose_run_cannot_be_built_when_read_then_the_failure_is_
         timer.cancel()
 
 
-def test_given_two_workers_busy_when_more_partitions_wait_then_the_next_is_taken_only_once_a_worker_is_free() -> None:
+def test_given_two_workers_busy_when_more_partitions_wait_then_the_next_is_taken_only_once_a_worker_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
     pulled: List[str] = []
     both_inside = threading.Barrier(3)
     gate = threading.Event()
+    waiting_for_events = threading.Event()  # the consumer has stopped starting partitions and waits for events
+    real_poll = Channel.poll
+
+    def poll(self: Channel, timeout: float) -> Any:
+        waiting_for_events.set()
+        return real_poll(self, timeout)
+
+    monkeypatch.setattr(Channel, "poll", poll)
 
     def partitions() -> Iterator[str]:
         for name in ("a", "b", "c", "d"):
@@ -529,6 +537,7 @@ def test_given_two_workers_busy_when_more_partitions_wait_then_the_next_is_taken
     consumer = threading.Thread(target=lambda: results.extend(PartitionPool(2).run(partitions(), read)))
     consumer.start()
     both_inside.wait(HANG)  # a and b are being read; neither can finish
+    assert waiting_for_events.wait(HANG)
     assert pulled == ["a", "b"]
     gate.set()
     consumer.join(HANG)
