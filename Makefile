@@ -7,6 +7,10 @@
 #   make image BASE_IMAGE=<image>   ... FROM another base, e.g. the one `make local-base-image` builds
 #   make local-base-image           build that base offline from Debian's packages (root, debootstrap)
 #   make test-image                 run only the image tests
+# Mutation testing (mutmut; see docs/notes/mutation.md):
+#   make mutate                     mutate source_usage/framework, run the unit tests on each mutant, print the score
+#   make mutate SCOPE=vendors       the same for source_usage/vendors
+#   make mutate ARGS="diffs"        the diff of every mutant not killed nor listed in mutation/survivors.md
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -33,6 +37,13 @@ test: $(STAMP)
 
 test-image: $(STAMP)
 	$(BIN)/python -m pytest -m image $(ARGS)
+
+SCOPE ?= framework
+
+.PHONY: mutate
+mutate: $(STAMP)
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[test,demo,mutate]"
+	$(BIN)/python mutation/mutate.py --scope $(SCOPE) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

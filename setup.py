@@ -27,6 +27,9 @@ setup(
         # xdist: `make test` runs the suite on 2 workers; timeout: a hung test fails with a traceback (pytest.ini).
         "test": ["pytest>=8,<10", "requests-mock>=1.11,<2", "pytest-xdist>=3.6,<4", "pytest-timeout>=2.3,<3"],
         "demo": ["airbyte>=0.71,<0.72"],
+        # `make mutate`: mutation testing (mutation/mutate.py). Installed next to the demo extra, pip picks a
+        # textual that accepts the rich PyAirbyte 0.71 pins (rich<14).
+        "mutate": ["mutmut==3.8.1"],
     },
     entry_points={
         "console_scripts": [

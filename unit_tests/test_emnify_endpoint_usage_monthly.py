@@ -227,3 +227,39 @@ def test_given_two_syncs_when_each_runs_then_each_requests_the_snapshots_again()
             read_streams(emnify_config(), [MONTHLY, LAST_HOUR])
 
     assert stats_endpoint_ids(stats_requests(mock)) == [166, 166, 167, 167, 170, 170]
+
+
+# ----- the usage ledger --------------------------------------------------------------------------------
+
+
+def test_given_monthly_figures_when_the_ledger_is_read_then_data_is_in_bytes_of_a_binary_megabyte_and_sms_in_messages_cost_on_the_total() -> None:
+    with requests_mock.Mocker() as mock:
+        mock_api(mock)
+        output = read_streams(emnify_config(), ["emnify_endpoint_usage_monthly", "usage_ledger"])
+
+    [data, sms] = [r for r in records(output, "emnify_endpoint_usage_monthly") if r["endpoint_id"] == 166 and r["month"] == "2026-10-01T00:00:00Z"]
+    rows = [r for r in records(output, "usage_ledger") if r["subject_id"] == "166" and r["period_start"] == "2026-10-01T00:00:00Z"]
+    common = {
+        "vendor": "emnify",
+        "account_id": "1337",
+        "subject_type": "endpoint",
+        "subject_id": "166",
+        "subject_name": "arduino01",
+        "granularity": "month",
+        "period_start": "2026-10-01T00:00:00Z",
+        "period_end": "2026-11-01T00:00:00Z",
+        "is_final": True,
+        "observed_at": data["observed_at"],
+        "source_stream": "emnify_endpoint_usage_monthly",
+    }
+    mib = 1024 * 1024
+    assert rows == [
+        {**common, "metric": "data_total_bytes", "quantity": data["volume"] * mib, "unit": "bytes", "cost": data["cost"], "currency": "EUR"},
+        {**common, "metric": "data_sent_bytes", "quantity": data["volume_tx"] * mib, "unit": "bytes"},
+        {**common, "metric": "data_received_bytes", "quantity": data["volume_rx"] * mib, "unit": "bytes"},
+        {**common, "metric": "sms_count", "quantity": sms["volume"], "unit": "messages", "cost": sms["cost"], "currency": "EUR"},
+        {**common, "metric": "sms_sent_count", "quantity": sms["volume_tx"], "unit": "messages"},
+        {**common, "metric": "sms_received_count", "quantity": sms["volume_rx"], "unit": "messages"},
+    ]
+    assert (data["volume"], sms["volume"]) == (29.166235, 51.0)
+    assert len(records(output, "usage_ledger")) == 3 * len(records(output, "emnify_endpoint_usage_monthly"))

@@ -290,3 +290,20 @@ def test_given_two_shards_when_each_syncs_then_they_read_disjoint_endpoints_that
     assert sorted(first["stats"] + second["stats"]) == ids
     assert first["records"] == first["stats"] and second["records"] == second["stats"]
     assert sorted(set(first["daily"])) == first["stats"] and sorted(set(second["daily"])) == second["stats"], "the daily series is sharded alike"
+
+
+@pytest.mark.parametrize(
+    "body, described",
+    [
+        ({"error_code": 1101, "message": "Invalid token", "errors": [{"message": "expired"}, "second", {"field": "x"}]}, "Invalid token; expired; second; {'field': 'x'} (error 1101)"),
+        ({"message": "Invalid token"}, "Invalid token"),
+        ({"errors": ["only details"], "error_code": 7}, "only details (error 7)"),
+        ({"error_code": 1101}, None),
+        ({"message": "", "errors": "not a list"}, None),
+        (["not", "an", "object"], None),
+    ],
+)
+def test_given_an_emnify_error_body_when_described_then_message_details_and_code_are_one_sentence(body: Any, described: Any) -> None:
+    from source_usage.vendors.emnify import describe_error
+
+    assert describe_error(body) == described

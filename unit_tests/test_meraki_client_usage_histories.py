@@ -480,3 +480,34 @@ def test_given_network_scoped_requests_when_read_then_they_spend_their_organizat
         ("/api/v1/networks/N_0/clients/usageHistories", HEAD_OFFICE),
         ("/api/v1/networks/N_1/clients/usageHistories", BRANCHES),
     }
+
+
+# ----- the usage ledger --------------------------------------------------------------------------------
+
+
+def test_given_client_usage_when_the_ledger_is_read_then_each_point_is_three_rows_in_bytes_of_1024_per_kilobyte() -> None:
+    with requests_mock.Mocker() as mock:
+        mock_dashboard(mock)
+        output = read_streams(meraki_config(), [STREAM, "usage_ledger"])
+
+    [point] = [r for r in records(output, STREAM) if r["networkId"] == "N_1" and r["clientId"] == "k74272e" and r["ts"].startswith("2026-11-20")]
+    rows = [r for r in records(output, "usage_ledger") if r["subject_id"] == "N_1/k74272e" and r["period_start"] == point["ts"]]
+    common = {
+        "vendor": "meraki",
+        "account_id": BRANCHES,
+        "subject_type": "client",
+        "subject_id": "N_1/k74272e",
+        "unit": "bytes",
+        "granularity": "day",
+        "period_start": "2026-11-20T00:00:00.090210Z",
+        "period_end": "2026-11-21T00:00:00.090210Z",
+        "is_final": point["is_final"],
+        "observed_at": point["observed_at"],
+        "source_stream": STREAM,
+    }
+    assert rows == [
+        {**common, "metric": "data_sent_bytes", "quantity": 56 * 1024},
+        {**common, "metric": "data_received_bytes", "quantity": 383 * 1024},
+        {**common, "metric": "data_total_bytes", "quantity": (56 + 383) * 1024},
+    ]
+    assert len(records(output, "usage_ledger")) == 3 * len(records(output, STREAM))

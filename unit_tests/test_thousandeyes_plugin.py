@@ -262,3 +262,19 @@ def test_given_a_reset_past_the_year_9999_when_the_next_request_is_due_then_it_f
     assert "longer than the 120 s allowed (SOURCE_USAGE_MAX_WAIT_SECONDS)" in error_messages(output)[0]
     assert requests_to(mock, TESTS_URL) == []
     assert output.errors[0].trace.error.stack_trace is None
+
+
+@pytest.mark.parametrize(
+    "body, described",
+    [
+        ({"error": "invalid_token", "error_description": "The token expired"}, "invalid_token: The token expired"),
+        ({"error": "invalid_token"}, "invalid_token"),
+        ({"error_description": "The token expired"}, "The token expired"),
+        ({"title": "Forbidden", "detail": "no permission"}, "Forbidden: no permission"),
+        ({"error": 5}, None),
+    ],
+)
+def test_given_a_thousandeyes_error_body_when_described_then_the_oauth_error_or_the_problem_details_are_used(body: Any, described: Any) -> None:
+    from source_usage.vendors.thousandeyes import describe_error
+
+    assert describe_error(body) == described

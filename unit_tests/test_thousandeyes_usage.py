@@ -179,3 +179,50 @@ def test_given_a_failed_usage_request_when_the_test_stream_reads_then_it_fails_t
     usage_error, tests_error, *_ = error_messages(output)
     assert tests_error == usage_error
     assert len(mock.request_history) == 1
+
+
+# ----- the usage ledger --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("account_group, account", [({}, "organization"), ({"account_group_id": "1234"}, "1234")])
+def test_given_usage_when_the_ledger_is_read_then_the_organizations_totals_and_each_tests_units_are_rows(account_group: Any, account: str) -> None:
+    from unit_tests.thousandeyes_fixtures import mock_test_pages
+
+    observed, date = now_and_header()
+    with requests_mock.Mocker() as mock:
+        mock_usage(mock, headers={"Date": date})
+        mock_test_pages(mock)
+        output = read_streams(te_config(**account_group), BOTH + ["usage_ledger"])
+
+    period = {"unit": "units", "granularity": "billing_period", "period_start": MONTH_START, "period_end": "2026-12-05T08:00:00Z", "is_final": False, "observed_at": observed}
+    rows = records(output, "usage_ledger")
+    assert rows[:3] == [
+        {"vendor": "thousandeyes", "account_id": account, "subject_type": "organization", "subject_id": account, "metric": "cloud_units_total", "quantity": 8500489, **period, "source_stream": USAGE},
+        {"vendor": "thousandeyes", "account_id": account, "subject_type": "organization", "subject_id": account, "metric": "enterprise_units_total", "quantity": 79640902, **period, "source_stream": USAGE},
+        {
+            "vendor": "thousandeyes",
+            "account_id": "315",
+            "subject_type": "test",
+            "subject_id": "1158",
+            "subject_name": "https://app.thousandeyes.com",
+            "metric": "cloud_units",
+            "quantity": 140540,
+            **period,
+            "source_stream": TEST_USAGE,
+        },
+    ]
+    assert len(rows) == 2 + len(records(output, TEST_USAGE))
+
+
+def test_given_a_period_without_an_end_when_the_ledger_is_read_then_its_rows_have_no_period_end() -> None:
+    from unit_tests.thousandeyes_fixtures import mock_test_pages
+
+    body = template("thousandeyes", "usage")
+    del body["usage"]["quota"]["monthEnd"]
+    with requests_mock.Mocker() as mock:
+        mock_usage(mock, body)
+        mock_test_pages(mock)
+        output = read_streams(te_config(), BOTH + ["usage_ledger"])
+
+    rows = records(output, "usage_ledger")
+    assert len(rows) == 2 + 3 and all(row.get("period_end") is None for row in rows)

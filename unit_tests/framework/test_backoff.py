@@ -115,3 +115,18 @@ def test_given_real_jitter_when_backing_off_then_waits_stay_within_half_and_whol
     waits = [exponential_backoff(3, 1.0, 30.0, rng) for _ in range(200)]
     assert all(2.0 <= wait <= 4.0 for wait in waits)
     assert len(set(waits)) > 100  # spread out, not one fixed value
+
+
+def test_given_a_429_with_a_reset_header_when_no_margin_is_given_then_a_quarter_second_is_added() -> None:
+    from source_usage.framework.backoff import RateLimitResetBackoff
+
+    response = requests.Response()
+    response.status_code = 429
+    response.headers["X-Reset"] = "1010"
+    assert RateLimitResetBackoff("X-Reset", clock=lambda: 1000.0).backoff_time(response, 1) == 10.25
+
+
+@pytest.mark.parametrize("attempt", [31, 32, 2000])
+def test_given_no_cap_and_a_huge_attempt_when_backing_off_then_the_doubling_stops_at_two_to_the_thirtieth(attempt: int) -> None:
+    # 2**30 s is about 34 years: an attempt count that high must neither overflow nor keep doubling.
+    assert exponential_backoff(attempt, 1.0, float("inf"), Bound(upper=True)) == 1073741824.0

@@ -342,3 +342,101 @@ def test_given_budgets_switched_off_when_a_vendor_sends_then_its_layers_do_not_a
         for _ in range(3):
             connection.send("GET", "orgs/1/networks")
         assert mock.call_count == 3
+
+
+def test_given_layers_with_a_name_and_a_longest_wait_when_made_then_both_are_kept() -> None:
+    moving = MovingWindowLayer("emnify (2,000 requests/5 min)", lambda request: "ip", 2000, timedelta(minutes=5), max_wait=30.0)
+    reported = ReportedWindowLayer("ThousandEyes (240 requests/min)", lambda request: "org", 240, timedelta(minutes=1), "X-Remaining", "X-Reset", 45.0)
+
+    assert (moving.name, moving.max_wait) == ("emnify (2,000 requests/5 min)", 30.0)
+    assert (reported.name, reported.max_wait) == ("ThousandEyes (240 requests/min)", 45.0)
+    assert MovingWindowLayer("m", lambda request: "k", 1, timedelta(seconds=1)).max_wait is None
+
+
+def test_given_a_reported_window_layer_when_its_policy_is_made_then_the_window_is_the_layers_period() -> None:
+    layer = ReportedWindowLayer("ThousandEyes", lambda request: "org", 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
+    policy = layer.make_policy()
+
+    assert policy._offset == timedelta(minutes=1)  # type: ignore[attr-defined]
+    assert policy._call_limit == 240  # type: ignore[attr-defined]
+
+
+def answered(status: int = 200, **headers: str) -> Any:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def test_given_only_a_reset_header_when_a_reported_window_updates_then_its_window_moves_to_that_second() -> None:
+    from datetime import datetime
+
+    layer = ReportedWindowLayer("ThousandEyes", everything, 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
+    request = requests.Request("GET", "https://api.example.com/v7/usage").prepare()
+    policy = layer.policy_for(request)
+    layer.update(request, answered(**{"X-Reset": "4102444800"}))  # 2100-01-01T00:00:00Z
+
+    assert policy._next_reset_ts == datetime.fromtimestamp(4102444800)  # type: ignore[union-attr]
+
+
+def test_given_a_reset_header_no_local_date_can_hold_when_a_reported_window_updates_then_it_is_ignored_and_calls_still_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # the last second of 9999 in UTC is in the year 10000 here
+    time.tzset()
+    layer = ReportedWindowLayer("ThousandEyes", everything, 240, timedelta(minutes=1), "X-Remaining", "X-Reset", None)
+    request = requests.Request("GET", "https://api.example.com/v7/usage").prepare()
+    policy = layer.policy_for(request)
+    before = policy._next_reset_ts  # type: ignore[union-attr]
+    try:
+        layer.update(request, answered(**{"X-Reset": "253402300799"}))
+        assert policy._next_reset_ts == before  # type: ignore[union-attr]
+        policy.try_acquire(request, weight=1)  # type: ignore[union-attr]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_given_a_wait_under_a_second_when_waiting_then_it_sleeps_that_long(waits: List[float]) -> None:
+    LayeredBudget("acme", [ScriptedLayer(Scripted(0.5, 0.25, None))]).acquire_call(request("x"))
+    assert waits == [0.25]
+
+
+def test_given_two_calls_that_each_wait_when_granted_then_the_layer_adds_up_both_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeTime()
+    clock.now = 100.0  # a monotonic clock is far from zero
+    monkeypatch.setattr(budget_module, "time", clock)
+    layer = ScriptedLayer(Scripted(2.0, 2.0, None, 3.0, 3.0, None))
+    budget = LayeredBudget("acme", [layer], sleep=clock.sleep)
+
+    budget.acquire_call(request("x"))
+    budget.acquire_call(request("y"))
+
+    assert clock.slept == [2.0, 3.0]
+    assert layer.waited_seconds == 5.0
+
+
+def test_given_a_wait_that_ends_exactly_at_the_total_limit_when_waiting_then_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_MAX_TOTAL_WAIT_SECONDS", "10")
+    reload_settings()
+    clock = FakeTime()
+    monkeypatch.setattr(budget_module, "time", clock)
+    LayeredBudget("acme", [ScriptedLayer(Scripted(4.0, 4.0, 6.0, None))], sleep=clock.sleep).acquire_call(request("x"))
+    assert clock.slept == [4.0, 6.0]
+
+
+class Recording(Scripted):
+    def __init__(self, *waits: Optional[float]) -> None:
+        super().__init__(*waits)
+        self.asked: List[Any] = []
+
+    def try_acquire(self, request: Any, weight: int) -> None:
+        self.asked.append((request, weight))
+        super().try_acquire(request, weight)
+
+
+def test_given_a_call_when_a_layer_is_asked_then_its_policy_is_asked_about_that_request_each_time(waits: List[float]) -> None:
+    policy = Recording(1.0, None)
+    call = request("x")
+    LayeredBudget("acme", [ScriptedLayer(policy)]).acquire_call(call)
+    assert policy.asked == [(call, 1), (call, 1)]

@@ -468,3 +468,13 @@ def test_given_several_strategies_when_a_wait_is_announced_then_the_first_that_k
         mock.get(THINGS, [rate_limited("3", **{"X-Reset": "1800000050"}), OK])
         connection.send("GET", "things")
     assert waits == [3.0]
+
+
+def test_given_redirects_not_allowed_when_a_same_origin_redirect_answers_then_it_is_not_followed_and_fails_naming_it(waits: List[float]) -> None:
+    with requests_mock.Mocker() as mock:
+        mock.post(THINGS, status_code=302, headers={"Location": "/v1/moved"})
+        mock.post(f"{BASE}/moved", json={"ok": True})
+        with pytest.raises(UsageError) as failure:
+            acme().send("POST", "things", allow_redirects=False)
+        assert [request.url for request in mock.request_history] == [THINGS]
+    assert str(failure.value) == "acme: POST https://api.acme.example/v1/things answered with an HTTP 302 redirect to /v1/moved, which is not followed here"

@@ -125,3 +125,31 @@ def test_given_an_integer_field_that_is_not_a_whole_number_when_read_then_the_er
         integer("meraki", {"lookback_days": value}, "lookback_days", 1)
     assert failure.value.field == "meraki.lookback_days"
     assert failure.value.message == f"Invalid config: meraki.lookback_days must be a whole number (got {value!r})"
+
+
+def test_given_an_optional_text_of_capital_xs_when_read_then_it_is_kept() -> None:
+    assert optional_text({"aid": "XXXX"}, "aid") == "XXXX"
+
+
+def test_given_the_highest_and_one_past_the_highest_port_when_a_base_url_is_read_then_65535_is_accepted_and_65536_is_refused_by_urllib() -> None:
+    assert base_url("acme", {"base_url": "https://api.acme.example:65535"}, DEFAULT, "/api/v1") == "https://api.acme.example:65535/api/v1"
+    with pytest.raises(ConfigError) as failure:
+        base_url("acme", {"base_url": "https://api.acme.example:65536"}, DEFAULT, "/api/v1")
+    assert failure.value.message == "Invalid config: acme.base_url is not a valid URL (Port out of range 0-65535)"
+
+
+def test_given_a_base_url_whose_path_ends_in_capital_xs_when_read_then_only_trailing_slashes_are_removed() -> None:
+    assert base_url("acme", {"base_url": "http://proxy.local/XX/"}, DEFAULT, "/api/v1") == "http://proxy.local/XX/api/v1"
+
+
+def test_given_a_version_path_of_three_segments_when_a_base_url_ends_with_part_of_it_then_only_the_missing_segments_are_appended() -> None:
+    version = "/api/v2/usage"
+    assert base_url("acme", {"base_url": "http://proxy.local/api/v2"}, DEFAULT, version) == "http://proxy.local/api/v2/usage"
+    assert base_url("acme", {"base_url": "http://proxy.local/api"}, DEFAULT, version) == "http://proxy.local/api/v2/usage"
+    assert base_url("acme", {"base_url": "http://proxy.local/api/v2/usage"}, DEFAULT, version) == "http://proxy.local/api/v2/usage"
+    assert base_url("acme", {"base_url": "http://proxy.local"}, DEFAULT, version) == "http://proxy.local/api/v2/usage"
+
+
+def test_given_a_version_path_with_capital_xs_at_its_ends_when_a_base_url_is_read_then_the_xs_are_kept() -> None:
+    assert base_url("acme", {"base_url": "http://proxy.local"}, DEFAULT, "/Xv1X/") == "http://proxy.local/Xv1X/"
+    assert base_url("acme", {"base_url": "http://proxy.local/Xv1X"}, DEFAULT, "/Xv1X/") == "http://proxy.local/Xv1X"

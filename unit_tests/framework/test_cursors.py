@@ -334,3 +334,188 @@ def test_given_a_windowed_cursor_when_loaded_again_then_progress_of_the_previous
     assert cursor.close_partition(window(1), "2026-11-02T00:00:00Z") is False  # position 0 must come first again
     assert cursor.close_partition(window(0), "2026-11-01T00:00:00Z") is True
     assert cursor.state == {"start_time": "2026-11-02T00:00:00Z"}
+
+
+def test_given_several_unusable_saved_values_when_loaded_then_the_warning_counts_each_kind_and_the_rest_is_kept(warnings: Warnings) -> None:
+    state = {
+        "states": [
+            entry("N2", "yesterday"),  # unreadable
+            entry("N3", 1764504000),  # not a string
+            entry("N4", "1969-12-31T23:59:59Z"),  # before 1970
+            {"partition": {"other": "N5"}, "cursor": {"ts": "2026-11-01T00:00:00Z"}},  # no partition key
+            "not an entry",
+            entry("N1", "2026-11-01T00:00:00Z"),  # after all of them: still read
+        ]
+    }
+    cursor = loaded(state, warnings)
+
+    assert cursor.state == {"states": [entry("N1", "2026-11-01T00:00:00Z")]}
+    assert warnings.lines == [
+        "usage: ignoring 5 saved cursor value(s) that are not timestamps between 1970 and now; those partitions sync from the start date"
+    ]
+
+
+def test_given_a_state_of_an_unknown_shape_when_a_cursor_of_two_partition_fields_loads_it_then_the_expected_shape_lists_both(warnings: Warnings) -> None:
+    cursor = PerPartitionCursor("ts", ["organizationId", "networkId"], clock=clock)
+    cursor.load({"ts": "2026-11-01T00:00:00Z"}, logger_for(warnings), "usage")
+
+    assert warnings.lines == [
+        "usage: ignoring saved state of an unknown shape and syncing from the start date; expected "
+        "{'states': [{'partition': {organizationId, networkId}, 'cursor': {'ts': <timestamp>}}]}"
+    ]
+
+
+def test_given_a_fresh_per_partition_cursor_when_asked_before_loading_then_no_partition_has_a_value() -> None:
+    cursor = per_network()
+    assert cursor.value_for({"networkId": "N1"}) is None
+    assert cursor.emit_filter({"networkId": "N1"}) is None
+
+
+def test_given_a_window_ending_at_the_saved_instant_spelled_otherwise_when_closed_then_the_saved_value_stays_and_nothing_changed(
+    warnings: Warnings,
+) -> None:
+    cursor = WindowedCursor("ts", order=lambda partition: partition["i"], clock=clock)
+    cursor.load({"ts": "2026-11-01T00:00:00Z"}, logger_for(warnings), "usage")
+
+    assert cursor.close_partition({"i": 0}, "2026-11-01T00:00:00.000Z") is False
+    assert cursor.state == {"ts": "2026-11-01T00:00:00Z"}
+    assert cursor.value == "2026-11-01T00:00:00Z"
+
+
+def test_given_a_windowed_state_that_is_a_list_when_loaded_then_it_is_ignored_with_the_unknown_shape_warning(warnings: Warnings) -> None:
+    cursor = WindowedCursor("ts", order=lambda partition: partition["i"], clock=clock)
+    cursor.load(["2026-11-01T00:00:00Z"], logger_for(warnings), "usage")  # type: ignore[arg-type]
+
+    assert cursor.state == {} and cursor.value is None
+    assert warnings.lines == ["usage: ignoring saved state of an unknown shape and syncing from the start date; expected {'ts': <timestamp>}"]
+
+
+# ----- versioned: per partition, the version of each record emitted ---------------------------------------
+
+
+def versioned(**kwargs: Any) -> "VersionedCursor":
+    from source_usage.framework.cursors import VersionedCursor
+
+    return VersionedCursor("updated", ["endpoint"], key_of=lambda record: record["kind"], version_of=lambda record: record["updated"], clock=clock, **kwargs)
+
+
+def saved_versions(endpoint: str, updated: str, **versions: str) -> dict:
+    return {"partition": {"endpoint": endpoint}, "cursor": {"updated": updated, "versions": versions}}
+
+
+def test_given_saved_versions_when_a_snapshot_is_read_then_only_records_whose_version_changed_are_emitted_and_kept(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load({"states": [saved_versions("7", "2026-11-01T00:00:00Z", data="2026-11-01T00:00:00Z", sms="2026-10-31T00:00:00Z")]}, logger_for(warnings), "usage")
+    emit = cursor.emit_filter({"endpoint": "7"})
+    assert emit is not None
+    records = [
+        {"kind": "data", "updated": "2026-11-01T00:00:00Z"},  # unchanged
+        {"kind": "sms", "updated": "2026-10-31T12:00:00Z"},  # changed, though older than the data row
+        {"kind": "voice", "updated": "2026-10-30T00:00:00Z"},  # new
+    ]
+    assert [emit(record) for record in records] == [False, True, True]
+    assert cursor.close_partition({"endpoint": "7"}, "2026-11-01T00:00:00Z") is True
+    assert cursor.state == {
+        "states": [
+            {
+                "partition": {"endpoint": "7"},
+                "cursor": {
+                    "updated": "2026-11-01T00:00:00Z",
+                    "versions": {"data": "2026-11-01T00:00:00Z", "sms": "2026-10-31T12:00:00Z", "voice": "2026-10-30T00:00:00Z"},
+                },
+            }
+        ]
+    }
+    assert cursor.value_for({"endpoint": "7"}) == "2026-11-01T00:00:00Z"
+    assert cursor.cursor_field == "updated"
+    assert warnings.lines == []
+
+
+def test_given_a_snapshot_with_the_saved_versions_when_closed_then_nothing_changed(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load({"states": [saved_versions("7", "2026-11-01T00:00:00Z", data="2026-11-01T00:00:00Z")]}, logger_for(warnings), "usage")
+    emit = cursor.emit_filter({"endpoint": "7"})
+    assert emit is not None and emit({"kind": "data", "updated": "2026-11-01T00:00:00Z"}) is False
+    assert cursor.close_partition({"endpoint": "7"}, "2026-11-01T00:00:00Z") is False
+
+
+def test_given_a_partition_closed_without_reading_records_when_closed_then_only_its_cursor_value_counts(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(None, logger_for(warnings), "usage")
+    assert cursor.close_partition({"endpoint": "9"}, None) is False
+    assert cursor.close_partition({"endpoint": "9"}, "2026-11-02T00:00:00Z") is True
+    assert cursor.state == {"states": [{"partition": {"endpoint": "9"}, "cursor": {"updated": "2026-11-02T00:00:00Z", "versions": {}}}]}
+
+
+def test_given_partitions_gone_from_the_listing_when_every_partition_was_seen_then_their_versions_are_forgotten(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(
+        {"states": [saved_versions("7", "2026-11-01T00:00:00Z", data="v1"), saved_versions("8", "2026-11-01T00:00:00Z", data="v2")]},
+        logger_for(warnings),
+        "usage",
+    )
+    assert cursor.saw_every_partition([{"endpoint": "7"}, {"endpoint": "8"}]) is False
+    assert cursor.saw_every_partition([{"endpoint": "7"}]) is True
+    assert [entry["cursor"]["versions"] for entry in cursor.state["states"]] == [{"data": "v1"}]
+
+
+def test_given_saved_entries_some_unusable_when_loaded_then_the_usable_ones_after_them_keep_their_versions(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(
+        {
+            "states": [
+                {"partition": {"other": "1"}, "cursor": {"updated": "2026-11-01T00:00:00Z", "versions": {"data": "v0"}}},
+                saved_versions("7", "2026-11-01T00:00:00Z", data="v1", sms=3),  # type: ignore[arg-type]
+            ]
+        },
+        logger_for(warnings),
+        "usage",
+    )
+    assert [entry["cursor"]["versions"] for entry in cursor.state["states"]] == [{"data": "v1"}]  # a version that is no string is dropped
+    emit = cursor.emit_filter({"endpoint": "7"})
+    assert emit is not None and emit({"kind": "data", "updated": "v1"}) is False
+
+
+def test_given_a_versioned_state_of_an_unknown_shape_when_loaded_then_the_stream_is_warned_about_by_name(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load({"updated": "2026-11-01T00:00:00Z"}, logger_for(warnings), "usage")
+    assert warnings.lines == [
+        "usage: ignoring saved state of an unknown shape and syncing from the start date; expected "
+        "{'states': [{'partition': {endpoint}, 'cursor': {'updated': <timestamp>}}]}"
+    ]
+
+
+def test_given_a_saved_value_later_than_the_clock_when_a_versioned_cursor_loads_it_then_its_own_clock_and_parser_are_used(warnings: Warnings) -> None:
+    parsed: List[str] = []
+
+    def parse(text: str) -> datetime:
+        parsed.append(text)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    cursor = versioned(parse=parse)
+    cursor.load({"states": [saved_versions("7", "2027-01-01T00:00:00Z", data="v1")]}, logger_for(warnings), "usage")
+    assert cursor.value_for({"endpoint": "7"}) == "2026-11-30T12:00:00Z"  # clamped to the test clock
+    assert "2027-01-01T00:00:00Z" in parsed
+
+
+def test_given_a_versioned_state_that_is_a_list_or_has_versions_of_another_shape_when_loaded_then_it_is_ignored_without_failing(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(["not", "a", "state"], logger_for(warnings), "usage")  # type: ignore[arg-type]
+    assert cursor.state == {"states": []}
+
+    cursor.load({"states": [{"partition": {"endpoint": "7"}, "cursor": {"updated": "2026-11-01T00:00:00Z", "versions": "v1"}}]}, logger_for(warnings), "usage")
+    assert cursor.state == {"states": [{"partition": {"endpoint": "7"}, "cursor": {"updated": "2026-11-01T00:00:00Z", "versions": {}}}]}
+
+
+def test_given_a_partition_read_without_records_and_nothing_saved_when_closed_then_nothing_changed(warnings: Warnings) -> None:
+    cursor = versioned()
+    cursor.load(None, logger_for(warnings), "usage")
+    assert cursor.emit_filter({"endpoint": "9"}) is not None
+    assert cursor.close_partition({"endpoint": "9"}, None) is False
+
+
+def test_given_two_unreadable_saved_values_among_others_when_loaded_then_both_are_counted(warnings: Warnings) -> None:
+    loaded({"states": [entry("N2", 1764504000), entry("N3", "yesterday"), entry("N4", "soon"), entry("N1", "2026-11-01T00:00:00Z")]}, warnings)
+    assert warnings.lines == [
+        "usage: ignoring 3 saved cursor value(s) that are not timestamps between 1970 and now; those partitions sync from the start date"
+    ]

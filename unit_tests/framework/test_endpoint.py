@@ -235,3 +235,36 @@ def test_given_a_long_partition_when_described_then_it_is_cut_to_200_characters(
     described = describe_partition({"org": "x" * 300})
     assert described == "org " + "x" * 193 + "..."
     assert len(described) == 200
+
+
+@pytest.mark.parametrize("value, kind", [(2.5, "a number"), (b"x", "bytes"), ((1,), "tuple")])
+def test_given_a_float_or_an_unusual_value_when_a_list_is_expected_then_the_error_names_its_kind(value: Any, kind: str) -> None:
+    with pytest.raises(UsageError) as failure:
+        expect_list(value, "acme", response_of(), "items")
+    assert str(failure.value) == f"acme: GET {ITEMS} answered {kind}, not a list of items"
+
+
+def test_given_a_response_without_its_request_when_the_body_is_of_the_wrong_kind_then_the_method_is_taken_as_get() -> None:
+    response = response_of("POST")
+    response.request = None  # type: ignore[assignment]
+    with pytest.raises(UsageError) as as_list:
+        expect_list({}, "acme", response, "items")
+    with pytest.raises(UsageError) as as_object:
+        expect_object([], "acme", response, "a summary")
+    assert str(as_list.value) == f"acme: GET {ITEMS} answered an object, not a list of items"
+    assert str(as_object.value) == f"acme: GET {ITEMS} answered a list, not a summary"
+
+
+def test_given_three_numbered_pages_when_read_then_each_page_number_is_asked_once() -> None:
+    with requests_mock.Mocker() as mock:
+        mock.get(ITEMS, [{"json": body(1), "headers": {"X-Total-Pages": "3"}}, {"json": body(2), "headers": {"X-Total-Pages": "3"}}, {"json": body(3), "headers": {"X-Total-Pages": "3"}}])
+        records = read_all(acme(), endpoint(paginator=PageNumberPaginator(page_size=1)), {"org": "o1"})
+
+    assert [record["id"] for record in records] == [1, 2, 3]
+    assert [request.qs["page"] for request in mock.request_history] == [["1"], ["2"], ["3"]]
+
+
+def test_given_a_post_answered_with_an_object_when_a_list_is_expected_then_the_error_names_the_post() -> None:
+    with pytest.raises(UsageError) as failure:
+        expect_list({"a": 1}, "acme", response_of("POST"), "items")
+    assert str(failure.value) == f"acme: POST {ITEMS} answered an object, not a list of items"

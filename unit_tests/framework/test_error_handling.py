@@ -217,3 +217,36 @@ def test_given_a_vendor_describer_when_a_failure_is_described_then_its_text_is_q
     errors = VendorErrors("acme", describe=lambda body: "; ".join(body.get("errors", [])) or None)
     assert errors.text_of(answer(400, b'{"errors": ["first\\nproblem", "second"]}')) == "first problem; second"
     assert errors.text_of(answer(400, b'{"unexpected": 1}', reason="Bad Request")) == "Bad Request"
+
+
+def test_given_a_300_with_a_json_body_when_interpreted_then_it_is_no_success_but_a_refusal() -> None:
+    resolution = handler().interpret_response(answer(300, b'{"choices": []}'))
+    assert (resolution.response_action, resolution.failure_type) == (ResponseAction.FAIL, FailureType.system_error)
+    assert resolution.error_message == "acme: GET https://api.acme.example/v1/things was refused with HTTP 300: HTTP 300"
+
+
+def test_given_a_response_without_its_request_when_refused_then_the_method_is_taken_as_get() -> None:
+    response = answer(418, b"", reason="I'm a teapot", method="POST")
+    response.request = None  # type: ignore[assignment]
+    assert handler().interpret_response(response).error_message == "acme: GET https://api.acme.example/v1/things was refused with HTTP 418: I'm a teapot"
+
+
+def test_given_a_relative_redirect_target_over_120_characters_when_interpreted_then_it_is_quoted_cut_to_120() -> None:
+    target = "/" + "a" * 130
+    message = handler().interpret_response(answer(302, b"", Location=target)).error_message
+    assert message == f"acme: GET https://api.acme.example/v1/things answered with an HTTP 302 redirect to /{'a' * 116}..., which is not followed here"
+
+
+def test_given_a_request_that_cannot_be_sent_with_a_long_reason_when_interpreted_then_the_reason_is_cut_to_160() -> None:
+    failure = requests.exceptions.InvalidURL("x" * 200)
+    message = handler().interpret_response(failure).error_message
+    assert message == f"acme: the request could not be sent (InvalidURL: {'x' * 157}...)"
+
+
+def test_given_a_body_that_is_not_json_when_read_then_the_parser_message_is_quoted_cut_to_120() -> None:
+    with pytest.raises(MalformedBody) as failure:
+        json_body(answer(200, b"{" + b"x" * 300))
+    text = str(failure.value)
+    assert text.startswith("the body is not valid JSON (") and text.endswith(")")
+    assert 0 < len(text) - len("the body is not valid JSON ()") <= 120
+    assert "None" not in text

@@ -147,3 +147,7 @@ def test_given_a_paginator_without_announcement_when_asked_for_pages_then_none()
     response: Optional[requests.Response] = page(**{"X-Total-Pages": "3"})
     assert LinkHeaderPaginator().announced_pages(response) is None
     assert BodyCursorPaginator(("n",), "c").announced_pages(response) is None
+
+
+def test_given_page_numbers_with_the_defaults_when_the_first_page_is_asked_then_a_thousand_a_page_from_page_one() -> None:
+    assert PageNumberPaginator().first_page_params() == {"page": 1, "per_page": 1000}

@@ -107,3 +107,11 @@ def test_given_two_plugins_of_one_name_when_listed_then_the_first_is_kept_with_a
     installed += [Entry("alpha", first), Entry("alpha-fork", second)]
     assert plugins() == [first]
     assert airbyte_log.lines() == ["Two vendor plugins are named 'alpha'; using the first one found"]
+
+
+def test_given_a_vendor_no_plugin_has_when_its_plugin_is_asked_for_then_a_key_error_names_it() -> None:
+    from source_usage.framework.plugin import plugin_named
+
+    with pytest.raises(KeyError) as missing:
+        plugin_named("no-such-vendor")
+    assert missing.value.args == ("no-such-vendor",)

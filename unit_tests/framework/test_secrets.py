@@ -146,3 +146,11 @@ def test_given_earlier_secrets_when_a_config_is_masked_then_the_list_is_replaced
     register_secret("old-secret-0001")
     mask_config_secrets(SPEC, {"acme": {"token": "new-secret-0002"}})
     assert filter_secrets("old-secret-0001 new-secret-0002") == "old-secret-0001 ****"
+
+
+@pytest.mark.parametrize("token, masked", [("abcd1234", True), ("abcd123", False), (" abcd123 ", False)])
+def test_given_a_config_secret_at_the_length_limit_when_masked_then_eight_characters_are_masked_and_seven_are_not(token: str, masked: bool) -> None:
+    mask_config_secrets(SPEC, {"acme": {"token": token}})
+    logged = filter_secrets(f"token {token.strip()}")
+    assert logged == ("token ****" if masked else f"token {token.strip()}")
+

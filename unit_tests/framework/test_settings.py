@@ -107,3 +107,13 @@ def test_given_the_process_environment_when_reloaded_then_settings_reflect_it(mo
 
 def test_given_timeouts_when_asked_for_the_requests_timeout_then_it_is_connect_then_read() -> None:
     assert Settings(connect_timeout_seconds=4.0, read_timeout_seconds=9.0).timeout == (4.0, 9.0)
+
+
+def test_given_settings_never_read_when_first_asked_for_then_they_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from source_usage.framework import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_current", None)
+    monkeypatch.setenv("SOURCE_USAGE_MAX_RETRIES", "3")
+    first = settings_module.settings()
+    assert first.max_retries == 3
+    assert settings_module.settings() is first  # read once

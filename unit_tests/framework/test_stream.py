@@ -4,6 +4,7 @@ checkpoint-slice protocol with the CDK's `Stream.read` (every STATE follows the 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -415,3 +416,103 @@ def test_given_a_stream_that_fails_midway_when_read_through_the_cdk_then_the_sta
     assert shown(data) == [("record", "a"), ("state", state_of(("N1", "2026-11-01T00:00:00Z")))]
     [error] = [message for message in messages if message.type == Type.TRACE and message.trace.error is not None]
     assert error.trace.error.message == "toy_usage: record field 'bytes' has value 'x', which is not of type integer"
+
+
+# ----- what a run keeps, names and stamps -----------------------------------------------------------------
+
+
+class SyncTimed(ToyUsage):
+    records_sync_time = True
+
+
+def test_given_a_stream_that_keeps_its_sync_time_when_run_incrementally_then_the_final_state_has_it_to_the_second() -> None:
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    final = run_events(SyncTimed({"N1": [usage("N1", "a", "2026-11-01T00:00:00Z")]}))[-1]
+    after = datetime.now(timezone.utc)
+
+    synced_at = final.state["synced_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", synced_at)
+    assert before <= datetime.strptime(synced_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) <= after
+    assert "synced_at" not in run_events(SyncTimed({"N1": []}), SyncMode.full_refresh)[-1].state
+
+
+@pytest.mark.parametrize("saved, kept", [(state_of(("N1", "2026-11-01T00:00:00Z")), state_of(("N1", "2026-11-01T00:00:00Z"))), (["not", "a", "state"], {}), (None, {})])
+def test_given_a_saved_state_when_a_run_is_made_then_only_a_mapping_is_kept_as_its_saved_state(saved: Any, kept: Any) -> None:
+    assert StreamRun(ToyUsage({}), SyncMode.incremental, saved, LOGGER).saved_state == kept
+
+
+def test_given_a_saved_state_of_an_unknown_shape_when_run_then_the_runs_logger_warns_naming_the_stream(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="test.stream"):
+        run_events(ToyUsage({}), SyncMode.incremental, {"ts": "2026-11-01T00:00:00Z"})
+    assert [(record.name, record.getMessage().split(";")[0]) for record in caplog.records] == [
+        ("test.stream", "toy_usage: ignoring saved state of an unknown shape and syncing from the start date")
+    ]
+
+
+def test_given_several_workers_when_a_stream_runs_then_its_partitions_are_read_on_threads_named_after_it() -> None:
+    names: List[str] = []
+
+    def reader() -> List[dict]:
+        names.append(threading.current_thread().name)
+        return []
+
+    run_events(ToyUsage({"N1": reader, "N2": reader}, workers=2))
+    assert len(names) == 2 and all(name.startswith("toy_usage") for name in names)
+
+
+def test_given_the_greatest_instant_spelled_twice_when_a_partition_closes_then_the_first_spelling_is_saved() -> None:
+    stream = ToyUsage({"N1": [usage("N1", "a", "2026-11-02T00:00:00Z"), usage("N1", "b", "2026-11-02T00:00:00.000Z"), usage("N1", "c", "2026-11-01T00:00:00Z")]})
+    assert run_events(stream)[-1] == FinalCheckpoint(state_of(("N1", "2026-11-02T00:00:00Z")))
+
+
+def test_given_a_stream_never_read_when_its_state_is_asked_then_it_is_empty() -> None:
+    assert ToyUsage({}).state == {}
+
+
+def test_given_records_through_the_cdk_when_emitted_then_they_are_stamped_with_the_time_in_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    messages = read(ToyUsage({"N1": [usage("N1", "a", "2026-11-01T00:00:00Z")]}), SyncMode.incremental)
+    after = time.time_ns() // 1_000_000
+    [stamp] = [message.record.emitted_at for message in messages if message.type == Type.RECORD]
+    assert before <= stamp <= after
+
+
+def test_given_a_stream_read_outside_a_sync_when_its_partitions_run_inline_then_they_run_on_a_feed_named_after_its_vendor() -> None:
+    names: List[str] = []
+
+    def reader() -> List[dict]:
+        names.append(threading.current_thread().name)
+        return []
+
+    read(ToyUsage({"N1": reader}), SyncMode.incremental)
+    assert names == ["feed-toy"]
+
+
+def test_given_no_logger_when_a_sync_is_made_then_it_logs_to_airbyte_and_without_a_catalog_it_has_no_saved_state() -> None:
+    context = SyncContext(datetime(2026, 11, 1, tzinfo=timezone.utc), state=StateBuilder().with_stream_state("toy_usage", {"ts": "x"}).build())
+    assert context.logger is logging.getLogger("airbyte")
+    assert context.saved_state("toy_usage") == {}
+
+
+def test_given_a_saved_state_already_large_when_time_stands_still_then_only_the_final_checkpoint_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The monotonic clock reads 1000 s throughout (a real one is far from zero): less than a second passes.
+    monkeypatch.setattr(stream_module, "time", SimpleNamespace(monotonic=lambda: 1000.0, time_ns=time.time_ns))
+    networks = [f"N{index:02d}" for index in range(25)]
+    saved = state_of(*[(network, "2026-11-01T00:00:00Z") for network in networks])
+    stream = ToyUsage({network: [usage(network, "a", "2026-11-02T00:00:00Z")] for network in networks})
+
+    events = run_events(stream, saved=saved)
+
+    assert [type(event).__name__ for event in events if isinstance(event, Checkpoint)] == ["FinalCheckpoint"]
+    assert events[-1].state == state_of(*[(network, "2026-11-02T00:00:00Z") for network in networks])
+
+
+def test_given_a_partition_whose_only_record_lacks_every_key_field_when_run_then_it_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=LOGGER.name):
+        events = run_events(ToyUsage({"N1": [{"bytes": 5}]}))
+
+    assert [event for event in events if isinstance(event, Records)] == []
+    assert [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING] == [
+        "toy: toy_usage: skipped 1 record(s) whose networkId (a primary-key or cursor field) the API sent as null or left out: "
+        "such a record cannot be deduplicated or checkpointed"
+    ]

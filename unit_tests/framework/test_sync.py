@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 import pytest
@@ -77,3 +78,29 @@ def test_given_a_sync_without_a_catalog_when_asked_then_nothing_is_selected_and_
     assert sync.saved_state("x") == {}
     assert sync.sync_mode("x") == SyncMode.full_refresh
     assert sync.shard == Shard(0, 1)
+
+
+def test_given_the_same_key_warned_twice_when_a_sync_warns_once_then_each_key_is_logged_only_the_first_time(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.warn_once")
+    sync = SyncContext(datetime(2026, 11, 1, tzinfo=timezone.utc), logger=logger)
+    with caplog.at_level(logging.WARNING, logger="test.warn_once"):
+        sync.warn_once(("meraki", "org/1"), "skipping organization 1")
+        sync.warn_once(("meraki", "org/1"), "skipping organization 1 again")
+        sync.warn_once(("emnify", "org/1"), "another vendor's key")
+
+    assert [(record.name, record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("test.warn_once", "WARNING", "skipping organization 1"),
+        ("test.warn_once", "WARNING", "another vendor's key"),
+    ]
+
+
+def test_given_two_syncs_when_each_warns_the_same_key_then_each_logs_it() -> None:
+    logged = []
+
+    class Recorder(logging.Logger):
+        def warning(self, msg: object, *args: object, **kwargs: object) -> None:
+            logged.append(msg)
+
+    for _ in range(2):
+        SyncContext(datetime(2026, 11, 1, tzinfo=timezone.utc), logger=Recorder("r")).warn_once("k", "once per sync")
+    assert logged == ["once per sync", "once per sync"]

@@ -477,3 +477,136 @@ def test_given_a_content_length_header_when_read_then_only_a_number_counts(value
     from source_usage.framework.transport import _content_length
 
     assert _content_length(value) == length
+
+
+# ----- a watchdog of its own, the bounded body's arguments, the adapter ---------------------------------
+
+
+def test_given_a_watchdog_of_its_own_when_attempts_pass_their_deadlines_then_it_shuts_each_skipping_finished_ones_and_keeps_watching() -> None:
+    from source_usage.framework.transport import _Watchdog
+
+    watchdog = _Watchdog()
+    finished_ours, finished_theirs = socket.socketpair()
+    first_ours, first_theirs = socket.socketpair()
+    later_ours, later_theirs = socket.socketpair()
+    with finished_ours, finished_theirs, first_ours, first_theirs, later_ours, later_theirs:
+        finished = Attempt(0.01)
+        finished.note_socket(finished_ours)
+        finished.finish()
+        first = Attempt(0.03)
+        first.note_socket(first_ours)
+        watchdog.watch(finished)
+        watchdog.watch(first)
+        first_theirs.settimeout(5)
+        assert first_theirs.recv(1) == b""  # shut by the watchdog
+        assert first.expired
+        finished_ours.sendall(b"open")
+        finished_theirs.settimeout(5)
+        assert finished_theirs.recv(4) == b"open"  # a finished attempt's socket is left alone
+
+        thread = watchdog._thread
+        assert thread is not None and thread.name == "request-deadlines" and thread.daemon
+        later = Attempt(0.02)  # the watchdog has nothing left to watch: it waits for the next attempt
+        later.note_socket(later_ours)
+        watchdog.watch(later)
+        later_theirs.settimeout(5)
+        assert later_theirs.recv(1) == b""
+        assert watchdog._thread is thread  # the same thread, still running
+
+
+def test_given_a_thread_that_never_opened_an_attempt_when_the_current_attempt_is_asked_then_there_is_none() -> None:
+    from source_usage.framework import transport
+
+    seen: List[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(transport._current_attempt()))
+    thread.start()
+    thread.join(5)
+    assert seen == [None]
+
+
+class RecordingRaw(FakeRaw):
+    """A FakeRaw that records how it was asked for its body."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        super().__init__(*chunks)
+        self.calls: List[Any] = []
+
+    def stream(self, amt: int, decode_content: Any = None) -> Any:
+        self.calls.append(("stream", amt, decode_content))
+        return super().stream(amt, decode_content)
+
+    def read(self, amt: Any = None, decode_content: Any = None, **kwargs: Any) -> bytes:
+        self.calls.append(("read", amt, decode_content, kwargs))
+        return super().read(amt, decode_content, **kwargs)
+
+
+def test_given_a_bounded_body_when_read_then_the_amount_and_decoding_asked_for_are_passed_on() -> None:
+    from source_usage.framework.transport import BoundedBody
+
+    raw = RecordingRaw(b"abc", b"def", b"ghi", b"jkl")
+    body = BoundedBody(raw, 100, None)
+    assert body.read(decode_content=False) == b"abcdefghijkl"
+    raw.chunks = [b"xy"]
+    assert body.read(2, decode_content=True, cache_content=False) == b"xy"
+    raw.chunks = [b"z"]
+    assert list(body.stream(7, decode_content=False)) == [b"z"]
+    assert raw.calls == [
+        ("stream", 65536, False),  # a whole body is read in chunks of 64 KiB
+        ("read", 2, True, {"cache_content": False}),
+        ("stream", 7, False),
+    ]
+
+
+def test_given_a_response_built_inside_an_attempt_when_its_body_is_read_after_the_deadline_then_it_stops_with_it() -> None:
+    from source_usage.framework.transport import BoundedAdapter
+
+    request = requests.Request("GET", "https://api.acme.example/v1/things").prepare()
+    raw = FakeRaw(b"{}")
+    raw.headers = {}  # type: ignore[attr-defined]
+    raw.reason = "OK"  # type: ignore[attr-defined]
+    with attempt_deadline(60) as attempt:
+        response = BoundedAdapter().build_response(request, raw)
+        attempt.expire()
+        with pytest.raises(DeadlineExceeded):
+            response.content
+
+
+def test_given_a_vendor_session_when_made_then_both_schemes_go_through_one_bounded_adapter_sized_for_the_pool() -> None:
+    from source_usage.framework import transport
+    from airbyte_cdk.sources.streams.call_rate import APIBudget
+
+    from source_usage.framework.hosts import HostPolicy
+
+    session = transport.VendorSession(APIBudget(policies=[]), HostPolicy.for_base_url("https://api.acme.example/v1"), pool_size=7)
+    adapter = session.get_adapter("https://api.acme.example/v1")
+    assert isinstance(adapter, transport.BoundedAdapter)
+    assert session.get_adapter("http://api.acme.example/v1") is adapter
+    assert adapter._pool_maxsize == 7
+    assert adapter.poolmanager.connection_pool_kw["maxsize"] == 7
+    assert adapter.poolmanager.pool_classes_by_scheme is transport._WATCHED_POOLS
+    assert adapter.proxy_manager_for("http://proxy.example:3128").pool_classes_by_scheme is transport._WATCHED_POOLS
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        silent(b""),
+        drip(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", b"X-Drip: 1\r\n"),
+        silent(head(Content_Type="application/json", Connection="close")),
+    ],
+    ids=["never answers", "drips the headers", "body never starts"],
+)
+def test_given_a_server_cut_off_by_the_deadline_when_the_request_fails_then_it_is_transient(
+    tight_deadline: None, raw_server: Callable[..., RawServer], waits: List[float], handler: Any
+) -> None:
+    assert failure_of(acme(raw_server(handler))).failure_type == FailureType.transient_error
+
+
+def test_given_a_read_timeout_shorter_than_the_deadline_when_the_server_is_silent_then_the_read_times_out_first(
+    small_limits: None, raw_server: Callable[..., RawServer], waits: List[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_READ_TIMEOUT_SECONDS", "0.2")
+    monkeypatch.setenv("SOURCE_USAGE_MAX_RETRIES", "0")
+    reload_settings()
+    server = raw_server(silent(b""))
+    assert str(failure_of(acme(server))) == f"acme: GET {server.url}/v1/things failed after 1 attempts (last: the request timed out)"

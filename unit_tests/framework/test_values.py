@@ -134,3 +134,29 @@ def test_given_a_date_header_exactly_fifteen_minutes_off_when_observed_then_it_i
 @pytest.mark.parametrize("header", [None, "yesterday", "Mon, 30 Nov 2026 12:16:00 GMT", "Mon, 30 Nov 2026 11:40:00 GMT", "Mon, 30 Nov 2026 12:10:00"])
 def test_given_a_missing_unreadable_or_implausible_date_when_observed_then_our_clock_is_used(header: Any) -> None:
     assert observed_at(dated(header), at_noon) == "2026-11-30T12:00:00Z"
+
+
+@pytest.mark.parametrize("value", [True, float("nan"), float("-inf"), 10**20])
+def test_given_a_number_that_is_no_instant_when_repaired_then_it_raises_expecting_a_timestamp(value: Any) -> None:
+    with pytest.raises(UnreadableValue) as failure:
+        instant(value, "ts")
+    assert failure.value.expected == "a timestamp"
+    assert str(failure.value) == f"field 'ts' has value {value!r}, which is not a timestamp"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("abc", "a number"), (True, "a number"), ("NaN", "a finite number"), (float("inf"), "a finite number"), ([1], "a number")],
+)
+def test_given_an_unreadable_decimal_when_repaired_then_the_message_names_the_value(value: Any, expected: str) -> None:
+    with pytest.raises(UnreadableValue) as failure:
+        decimal_number(value, "cost")
+    assert str(failure.value) == f"field 'cost' has value {value!r}, which is not {expected}"
+    assert failure.value.value is value
+
+
+@pytest.mark.parametrize("value", ["2026-02-30", "28.02.2026", 20260228])
+def test_given_an_unreadable_date_when_repaired_then_the_message_names_the_value(value: Any) -> None:
+    with pytest.raises(UnreadableValue) as failure:
+        calendar_date(value, "month")
+    assert str(failure.value) == f"field 'month' has value {value!r}, which is not a YYYY-MM-DD date"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from typing import Iterator
+
 import pytest
 
 from source_usage.framework.windows import EPOCH, TimeWindow, clamp_to_lookback, floor_time, iso_z, parse_timestamp, split_windows
@@ -105,3 +107,26 @@ def test_given_a_start_older_than_the_vendor_keeps_when_clamped_then_it_is_the_e
 def test_given_a_start_within_what_the_vendor_keeps_when_clamped_then_it_is_kept() -> None:
     assert clamp_to_lookback(at(2026, 3, 1), at(2026, 2, 1)) == (at(2026, 3, 1), False)
     assert clamp_to_lookback(at(2026, 2, 1), at(2026, 2, 1)) == (at(2026, 2, 1), False)
+
+
+@pytest.fixture
+def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local time zone 5:30 ahead of UTC: what is written in UTC must not come out in local time."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_given_a_local_time_zone_ahead_of_utc_when_a_moment_is_written_then_it_is_still_utc_with_a_z(kolkata: None) -> None:
+    assert iso_z(datetime(2026, 11, 23, 14, 30, tzinfo=timezone(timedelta(hours=2)))) == "2026-11-23T12:30:00Z"
+    assert iso_z(at(2026, 11, 23, 12, 0, 0)) == "2026-11-23T12:00:00Z"
+
+
+def test_given_a_window_length_of_zero_when_split_then_it_is_refused_saying_it_must_be_positive() -> None:
+    with pytest.raises(ValueError) as failure:
+        list(split_windows(at(2026, 1, 1), at(2026, 1, 2), timedelta(0)))
+    assert str(failure.value) == "window length must be positive"
