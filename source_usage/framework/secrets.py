@@ -60,10 +60,10 @@ def register_url_credentials(url: str) -> None:
     except ValueError:
         return
     if password:
+        if username:  # first: masking applies in order, and the password alone would leave `user:****`
+            register_secret(f"{username}:{password}")
         for value in (password, unquote(password)):
             register_secret(value)
-        if username:
-            register_secret(f"{username}:{password}")
 
 
 def mask_config_secrets(connection_specification: Mapping[str, Any], config: Mapping[str, Any]) -> None:

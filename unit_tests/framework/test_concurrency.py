@@ -482,12 +482,6 @@ def test_given_a_stopped_sync_when_a_feed_is_waited_for_then_the_wait_ends_witho
     feed.join(HANG)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: VendorFeed._produce calls producer.events() outside its try: an exception raised while a stream's "
-    "run is being built (StreamRun.__init__: make_cursor, cursor.load) ends the feed's thread without a Failure or "
-    "Ended in the channel, and the reader waits until the sync is stopped (forever in a real sync)",
-)
 def test_given_a_stream_whose_run_cannot_be_built_when_read_then_the_failure_is_raised_in_the_reader() -> None:
     stop = threading.Event()
     timer = threading.Timer(2.0, stop.set)  # the reader gives up after 2 s instead of hanging the test run

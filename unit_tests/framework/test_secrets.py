@@ -124,7 +124,7 @@ def test_given_basic_auth_when_the_header_is_logged_then_its_base64_value_is_mas
 
 def test_given_a_url_with_userinfo_when_logged_then_the_password_in_every_form_is_masked() -> None:
     register_url_credentials("http://proxyuser:p%40ssw0rd-xyz@proxy.local:3128/meraki")
-    assert "ssw0rd" not in filter_secrets("proxy http://proxyuser:p%40ssw0rd-xyz@proxy.local:3128/meraki")
+    assert filter_secrets("proxy http://proxyuser:p%40ssw0rd-xyz@proxy.local:3128/meraki") == "proxy http://****@proxy.local:3128/meraki"
     assert filter_secrets("decoded p@ssw0rd-xyz") == "decoded ****"
     assert filter_secrets("encoded p%40ssw0rd-xyz") == "encoded ****"
 
