@@ -68,6 +68,9 @@ def json_response(body: Any, status: int = 200, headers: Optional[List[Tuple[str
     return Response(status=status, body=body, headers=list(headers or []), content_type=content_type)
 
 
+TIME_EPSILON = 1e-6  # seconds: virtual time adds floats to clock readings, and 0.1 s x 10/s may come to 0.9999999 tokens
+
+
 class TokenBucket:
     """A thread-safe token bucket: `rate` tokens per second, holding at most `capacity`."""
 
@@ -85,8 +88,8 @@ class TokenBucket:
             now = self.timer.monotonic()
             self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
-            if self._tokens >= 1:
-                self._tokens -= 1
+            if self._tokens >= 1 - TIME_EPSILON * self.rate:
+                self._tokens = max(0.0, self._tokens - 1)
                 return None
             return (1 - self._tokens) / self.rate
 
@@ -111,7 +114,7 @@ class FixedWindow:
         """(granted, remaining, reset epoch seconds)."""
         with self._lock:
             now = self.timer.time()
-            if self._start is None or now >= self._start + self.period:
+            if self._start is None or now >= self._start + self.period - TIME_EPSILON:
                 self._start, self._used = now, 0
             granted = self._used < self.limit
             if granted:
@@ -140,7 +143,7 @@ class RollingWindow:
         with self._lock:
             now = self.timer.monotonic()
             hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.period:
+            while hits and hits[0] <= now - self.period + TIME_EPSILON:
                 hits.popleft()
             if len(hits) >= self.limit:
                 return hits[0] + self.period - now if hits else self.period

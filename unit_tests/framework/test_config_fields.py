@@ -73,7 +73,7 @@ def test_given_an_unusable_base_url_when_read_then_a_config_error_names_the_vend
 
 def test_given_a_base_url_with_proxy_credentials_when_read_then_the_password_is_masked() -> None:
     assert url("https://user:pr0xy-pass@proxy.local/api/v1") == "https://user:pr0xy-pass@proxy.local/api/v1"
-    assert filter_secrets("via https://user:pr0xy-pass@proxy.local") == "via https://user:****@proxy.local"
+    assert filter_secrets("via https://user:pr0xy-pass@proxy.local") == "via https://****@proxy.local"
 
 
 def test_given_a_secret_field_when_read_then_it_is_stripped_checked_and_masked_in_its_derived_forms() -> None:
