@@ -1,4 +1,5 @@
-"""Integration tests run the real console script as a subprocess against the emulator on 127.0.0.1.
+"""Integration tests run the real console script as a process of its own against the emulator on 127.0.0.1
+(started by integration_tests/launcher.py: forked from a server with the connector imported, or exec'd).
 
 The image tests (marked `image`: integration_tests/test_image.py and the standard suite's
 `test_docker_image_*`) run the connector in its Docker image instead, built once per session by the
@@ -20,6 +21,7 @@ from typing import Dict, Iterator, List, NoReturn, Optional
 
 import pytest
 
+from integration_tests import launcher
 from source_usage.emulator import Emulator
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -168,11 +170,51 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# ----- spreading the tests over xdist workers (`make test`: -n 2 --dist loadgroup) -----------------------
+
+ONE_WORKER = (
+    # module: why its tests stay on one worker. Longest first: they start first, so that the many short
+    # tests after them fill both workers to the end.
+    ("integration_tests/test_pyairbyte.py", "module fixtures: the warehouses, synced once (a minute and more)"),
+    ("integration_tests/test_meltano.py", "Meltano installed and checked once per session"),
+    ("integration_tests/test_standard_suite.py", "writes fixed files under integration_tests/.generated/ (locked)"),
+    ("integration_tests/test_typing.py", "module fixtures: one full read, its catalog and schemas"),
+    ("integration_tests/test_meraki.py", "module fixtures: emulators synced once"),
+    ("integration_tests/test_image.py", "the image, built once per session"),
+    ("unit_tests/test_singer.py", "module fixture"),
+)
+"""Every other test is scheduled on its own, on whichever worker is free."""
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """The standard suite's image tests (`test_docker_image_*`) count as image tests too."""
+    """The standard suite's image tests (`test_docker_image_*`) count as image tests too. The modules in
+    ONE_WORKER get an xdist group each (--dist loadgroup keeps a group on one worker); the tests are ordered
+    those modules first (in that order), then the other integration tests, then the unit tests."""
+    rank = {module: position for position, (module, _) in enumerate(ONE_WORKER)}
     for item in items:
         if item.name.startswith("test_docker_image"):
             item.add_marker(pytest.mark.image)
+        module = _module_of(item)
+        if module in rank:
+            item.add_marker(pytest.mark.xdist_group(module))
+
+    def order(indexed: tuple) -> tuple:
+        position, item = indexed
+        module = _module_of(item)
+        tier = rank.get(module, len(ONE_WORKER) + (0 if module.startswith("integration_tests/") else 1))
+        return (tier, position)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=order)]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop this process's fork server (the launcher's), so that it and its children are reaped here."""
+    launcher.shutdown()
 
 
 _image_outcomes: Dict[str, str] = {}
