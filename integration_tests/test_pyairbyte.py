@@ -1,7 +1,13 @@
 """PyAirbyte runs the local `source-usage` executable into real warehouses: DuckDB and PostgreSQL.
 
+PostgreSQL is written through the package's own cache (`source_usage.pyairbyte.PostgresCache`: instants as
+`timestamp with time zone`); what PyAirbyte's plain `PostgresCache` does is kept in a strict xfail, so a
+PyAirbyte release that fixes it shows.
+
 Every stream is selected (the usage ledger included) and synced twice: once, then again after the emulator
-moved on one step (an incremental sync from PyAirbyte's saved state). After each sync the tables are read
+moved on one step (an incremental sync from PyAirbyte's saved state). Twilio bills two days behind here
+(`billing_delay_hours` 48), so the step bills a day that had ended more than 48 hours before: its records, and
+their ledger rows, are provisional after the first sync and final after the second. After each sync the tables are read
 back with SQL and compared by VALUE with what the emulator's data model says (merged on the primary key, as
 PyAirbyte merges), and the column types a user queries are checked as PyAirbyte 0.71 really creates them.
 The syncs run once per warehouse (module fixtures); each test then inspects what they left.
@@ -30,8 +36,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("AIRBYTE_NO_UV", "1")
 
 import airbyte as ab  # noqa: E402
-from airbyte.caches import CacheBase, DuckDBCache, PostgresCache  # noqa: E402
+from airbyte.caches import CacheBase, DuckDBCache  # noqa: E402
+from airbyte.caches import PostgresCache as PlainPostgresCache  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+
+from source_usage.pyairbyte import PostgresCache  # noqa: E402  (instants as timestamp with time zone)
 
 # Two syncs per warehouse, ~15-40 s each, run in the first test's setup: more than pytest.ini's 300 s on a
 # loaded machine is still a hang.
@@ -237,8 +246,16 @@ def sync(config: Mapping[str, Any], cache: CacheBase) -> int:
     return source.read(cache=cache).processed_records
 
 
+# Twilio bills what is 48 hours old (instead of 24): before the step a day that ended more than 48 hours ago
+# is unbilled (provisional), after it billed (final), so a ledger row flips between the two syncs.
+TWILIO_KNOBS = {"billing_delay_hours": 48}
+
+
 def two_syncs(warehouse: str, cache: CacheBase, schema_name: str, seed: int) -> Synced:
-    with Emulator(seed=seed, rate_limits=True) as emulator:
+    # emnify's clock (its Date header) starts 10 minutes behind ours, so its 5-minute step never puts it ahead
+    # of the connector's clock: near midnight a step must not reach a day the connector's clock has not.
+    emnify_now = (datetime.now(timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with Emulator(seed=seed, rate_limits=True, twilio=TWILIO_KNOBS, emnify={"now": emnify_now}) as emulator:
         config = emulator.config(start_date=start_date())
         streams = all_stream_names(config)
         assert LEDGER in streams and set(COLUMNS) | {LEDGER} == set(streams), streams
@@ -374,10 +391,15 @@ DUCKDB_TYPES = {
     ("twilio_supersim_usage_records", "data_total_billed"): "DECIMAL(38,9)",
 }
 POSTGRES_TYPES = {
-    ("meraki_organization_licenses", "expirationdate"): "timestamp without time zone",
-    ("meraki_client_usage_histories", "ts"): "timestamp without time zone",
+    # source_usage.pyairbyte.PostgresCache: every instant of the streams is a timestamptz
+    ("meraki_organization_licenses", "expirationdate"): "timestamp with time zone",
+    ("meraki_client_usage_histories", "ts"): "timestamp with time zone",
+    ("meraki_client_usage_histories", "observed_at"): "timestamp with time zone",
+    ("twilio_supersim_usage_records", "start_time"): "timestamp with time zone",
+    ("usage_ledger", "period_start"): "timestamp with time zone",
+    ("usage_ledger", "observed_at"): "timestamp with time zone",
+    # ... but PyAirbyte's own bookkeeping column is not the streams' and keeps PyAirbyte's rendering
     ("meraki_client_usage_histories", "_airbyte_extracted_at"): "timestamp without time zone",
-    ("usage_ledger", "period_start"): "timestamp without time zone",
     ("emnify_endpoint_usage_daily", "date"): "date",
     ("meraki_client_usage_histories", "recv"): "bigint",
     ("emnify_endpoint_usage_daily", "volume"): "numeric(38,9)",
@@ -396,58 +418,161 @@ def test_given_the_synced_tables_then_instants_dates_integers_and_numbers_have_s
 
 
 def test_given_licenses_then_those_expiring_within_a_month_are_one_sql_query_on_a_timestamp(synced: Synced) -> None:
-    """The question users ask ("which licenses expire in the next month?") answered in SQL on the typed column:
-    date arithmetic and comparisons with `now()`, the same SQL in DuckDB and PostgreSQL."""
+    """The question users ask ("which licenses expire in the next month?") answered in SQL on the typed column.
+    DuckDB holds UTC wall time in a `timestamp`: compare it with UTC wall time. PostgreSQL (our cache) holds a
+    `timestamptz`: compare it with `now()` itself, whatever the session's time zone."""
     stream = "meraki_organization_licenses"
     table = f'"{synced.schema_name}"."{stream}"'
     expirations = {record["id"]: canonical(record["expirationDate"], {"format": "date-time"}) for record in synced.after[stream]}
     assert expirations and None not in expirations.values()
-
-    # The column is a `timestamp` holding UTC wall time: compare it with UTC wall time, whatever the session's
-    # time zone (now() is a timestamptz in both warehouses).
-    found = {row[0] for row in synced.sql(f"SELECT id FROM {table} WHERE expirationdate < (now() AT TIME ZONE 'UTC') + INTERVAL '31 days'")}
     horizon = datetime.now(timezone.utc) + timedelta(days=31)
-    # an expiration within minutes of the horizon could fall either side between the two clocks
-    settled = {license_id for license_id, moment in expirations.items() if abs(moment - horizon) > timedelta(minutes=5)}
-    assert found & settled == {license_id for license_id in settled if expirations[license_id] < horizon}
+    # The emulator's expirations (relative to its clock) keep more than a day away from now and from a month
+    # from now, so the two clocks cannot disagree about any of them.
+    expired = {key for key, moment in expirations.items() if moment < datetime.now(timezone.utc)}
+    expiring = {key for key, moment in expirations.items() if key not in expired and moment < horizon}
+    assert expired and expiring and set(expirations) - expired - expiring, "licenses on both sides of the month"
+
+    now = "now() AT TIME ZONE 'UTC'" if synced.warehouse == "duckdb" else "now()"
+    found = {row[0] for row in synced.sql(f"SELECT id FROM {table} WHERE expirationdate < {now} + INTERVAL '31 days'")}
+    assert found == expired | expiring
+    found = {row[0] for row in synced.sql(f"SELECT id FROM {table} WHERE expirationdate >= {now} AND expirationdate < {now} + INTERVAL '31 days'")}
+    assert found == expiring
 
     # The same question asked on a given day, either side of the emulator's expirations: a month window
     # [day, day + 31 days) holds exactly the licenses expiring in it.
-    window = "expirationdate >= CAST(:day AS TIMESTAMP) AND expirationdate < CAST(:day AS TIMESTAMP) + INTERVAL '31 days'"
+    instant = "CAST(:day AS TIMESTAMP)" if synced.warehouse == "duckdb" else "CAST(:day AS TIMESTAMPTZ)"
+    window = f"expirationdate >= {instant} AND expirationdate < {instant} + INTERVAL '31 days'"
     for day in sorted({moment - timedelta(days=10) for moment in expirations.values()} | {max(expirations.values()) + timedelta(days=1)}):
+        literal = day.strftime("%Y-%m-%d %H:%M:%S") + ("" if synced.warehouse == "duckdb" else "+00")
         with synced.cache.get_sql_engine().connect() as connection:
-            rows = connection.execute(text(f"SELECT id FROM {table} WHERE {window}"), {"day": day.strftime("%Y-%m-%d %H:%M:%S")})
-            found = {row[0] for row in rows}
+            found = {row[0] for row in connection.execute(text(f"SELECT id FROM {table} WHERE {window}"), {"day": literal})}
         assert found == {license_id for license_id, moment in expirations.items() if day <= moment < day + timedelta(days=31)}, day
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (PyAirbyte 0.71.3, not the connector): into PostgreSQL, instants in columns pandas takes for dates "
-    "(names ending in _time or _at, or `date`) are converted to the session's time zone before landing in a "
-    "`timestamp` column, others (ts, expirationDate) keep UTC: on a database whose TimeZone is not UTC the two "
-    "disagree. Run the cache's database or role in UTC (docs/notes/destinations.md).",
-)
-def test_given_a_database_whose_time_zone_is_not_utc_then_instants_still_land_as_utc(postgres: PostgresServer, tmp_path: Path) -> None:
-    admin = PostgresCache(
+def test_given_a_ledger_row_provisional_after_the_first_sync_when_its_period_became_final_then_the_second_sync_leaves_it_once_and_final(synced: Synced) -> None:
+    """A deduplicated read holds each row once with its latest is_final: the Twilio day the emulator's step
+    billed (see TWILIO_KNOBS) is provisional in the ledger after the first sync and final after the second."""
+    stream, schema = "twilio_supersim_usage_records", synced.schemas[LEDGER]
+    source_schema = synced.schemas[stream]
+    before = full_records(synced.before[stream], stream, source_schema)
+    after = full_records(synced.after[stream], stream, source_schema)
+    became_final = [record for key, record in after.items() if key in before and not before[key]["is_final"] and record["is_final"]]
+    assert became_final, "the emulator's step billed a day that had ended more than 48 hours before"
+    account = synced.config["twilio"]["account_sid"]
+    flipped = {
+        ("twilio", record["account_sid"] or account, "sim", record["sim_sid"], metric, record["granularity"], canonical(record["start_time"], {"format": "date-time"}))
+        for record in became_final
+        for metric in ("data_sent_bytes", "data_received_bytes", "data_total_bytes")
+    }
+
+    def finality(rows: List[dict]) -> Dict[Key, List[bool]]:
+        found: Dict[Key, List[bool]] = {}
+        for row in rows:
+            found.setdefault(row_key(row, LEDGER_KEY, schema, lower=True), []).append(row["is_final"])
+        return found
+
+    first, second = finality(synced.first[LEDGER]), finality(synced.second[LEDGER])
+    assert {key: first.get(key) for key in flipped} == {key: [False] for key in flipped}, "provisional after the first sync"
+    assert {key: second.get(key) for key in flipped} == {key: [True] for key in flipped}, "once, and final, after the second"
+
+
+# ----- PostgreSQL whose time zone is not UTC ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def new_york(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database of the test server whose TimeZone is America/New_York (sessions default to it)."""
+    admin = PlainPostgresCache(
         host=postgres.host, port=postgres.port, username=postgres.username, password=postgres.password,
-        database=postgres.database, schema_name="public", cache_dir=tmp_path / "admin",
+        database=postgres.database, schema_name="public", cache_dir=tmp_path_factory.mktemp("admin"),
     )
     with admin.get_sql_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("CREATE DATABASE new_york"))
         connection.execute(text("ALTER DATABASE new_york SET timezone TO 'America/New_York'"))
-    cache = PostgresCache(
+    return "new_york"
+
+
+def new_york_cache(cache_class: type, postgres: PostgresServer, database: str, schema_name: str, folder: Path) -> CacheBase:
+    cache = cache_class(
         host=postgres.host, port=postgres.port, username=postgres.username, password=postgres.password,
-        database="new_york", schema_name="usage", cache_dir=tmp_path / "pyairbyte",
+        database=database, schema_name=schema_name, cache_dir=folder,
     )
+    with cache.get_sql_engine().connect() as connection:
+        assert connection.execute(text("SHOW TimeZone")).scalar() == "America/New_York"
+    return cache
+
+
+TZ_STREAMS = ["twilio_supersim_usage_records", "meraki_client_usage_histories"]
+TZ_INSTANTS = {"twilio_supersim_usage_records": ["start_time", "observed_at"], "meraki_client_usage_histories": ["ts", "observed_at"]}
+
+
+def landed_instants(cache: CacheBase, schema_name: str, stream: str) -> Dict[Key, Dict[str, Any]]:
+    """Each row's primary key and instants (`start_time`/`ts`, `observed_at`) as aware UTC datetimes."""
+    pk = PRIMARY_KEYS[stream]
+    columns = [name.lower() for name in pk] + TZ_INSTANTS[stream]
+    with cache.get_sql_engine().connect() as connection:
+        rows = connection.execute(text(f'SELECT {", ".join(columns)} FROM "{schema_name}"."{stream}"')).all()
+    instant = {"format": "date-time"}
+    found = {}
+    for row in rows:
+        values = dict(zip(columns, row))
+        key = tuple(canonical(values[name.lower()], instant) if name in ("start_time", "ts") else values[name.lower()] for name in pk)
+        assert key not in found, f"{stream}: {key} twice"
+        found[key] = {name: canonical(values[name], instant) for name in TZ_INSTANTS[stream]}
+    return found
+
+
+def expected_instants(records: Sequence[Mapping[str, Any]], stream: str) -> Dict[Key, Any]:
+    instant = {"format": "date-time"}
+    pk = PRIMARY_KEYS[stream]
+    return {tuple(canonical(record[name], instant) if name in ("start_time", "ts") else record[name] for name in pk): canonical(record[TZ_INSTANTS[stream][0]], instant) for record in records}
+
+
+def test_given_a_database_whose_time_zone_is_not_utc_when_synced_twice_through_our_cache_then_every_instant_is_the_right_instant(
+    postgres: PostgresServer, new_york: str, tmp_path: Path
+) -> None:
+    cache = new_york_cache(PostgresCache, postgres, new_york, "ours", tmp_path / "pyairbyte")
+    with Emulator(seed=23, rate_limits=True, vendors=["twilio", "meraki"], twilio=TWILIO_KNOBS) as emulator:
+        config = emulator.config(start_date=start_date())
+        source = ab.get_source("source-usage", config=config, local_executable=CONNECTOR)
+        source.select_streams(TZ_STREAMS)
+        synced_at = [datetime.now(timezone.utc).replace(microsecond=0)]
+        source.read(cache=cache)
+        first = {stream: landed_instants(cache, "ours", stream) for stream in TZ_STREAMS}
+        emulator.advance(1)
+        source.read(cache=cache)  # a second, incremental sync merges into the timestamptz columns
+        synced_at.append(datetime.now(timezone.utc))
+        expected = {stream: expected_instants(emulator.expected(stream, start_date=config["start_date"]), stream) for stream in TZ_STREAMS}
+    with cache.get_sql_engine().connect() as connection:
+        types = dict(connection.execute(text(
+            "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns WHERE table_schema = 'ours' "
+            "AND column_name IN ('start_time', 'ts', 'observed_at', 'period_start')"
+        )).all())
+    assert types and set(types.values()) == {"timestamp with time zone"}, types
+    for stream in TZ_STREAMS:
+        second = landed_instants(cache, "ours", stream)
+        assert first[stream] and set(first[stream]) <= set(second), f"{stream}: the second sync merged on the first one's keys"
+        assert {key: values[TZ_INSTANTS[stream][0]] for key, values in second.items()} == expected[stream], f"{stream}: the instants the emulator holds"
+        observed = {values["observed_at"] for values in second.values()}
+        assert min(observed) >= synced_at[0] and max(observed) <= synced_at[1], f"{stream}: observed_at is the moment of a sync, not shifted by the zone"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (PyAirbyte 0.71.3, not the connector): the plain airbyte.caches.PostgresCache creates `timestamp without "
+    "time zone` columns, and instants in columns pandas takes for dates (names ending in _time or _at, or `date`) are "
+    "converted to the session's time zone before landing, others (ts, expirationDate) keep UTC: on a database whose "
+    "TimeZone is not UTC the two disagree. Use source_usage.pyairbyte.PostgresCache, or run the database in UTC "
+    "(docs/notes/destinations.md). An XPASS here means a PyAirbyte release fixed it.",
+)
+def test_given_a_database_whose_time_zone_is_not_utc_then_the_plain_pyairbyte_cache_lands_instants_as_utc(postgres: PostgresServer, new_york: str, tmp_path: Path) -> None:
+    cache = new_york_cache(PlainPostgresCache, postgres, new_york, "plain", tmp_path / "pyairbyte")
     stream = "twilio_supersim_usage_records"
     with Emulator(seed=23, rate_limits=True, vendors=["twilio"]) as emulator:
         config = emulator.config(start_date=start_date())
         source = ab.get_source("source-usage", config=config, local_executable=CONNECTOR)
         source.select_streams([stream])
         source.read(cache=cache)
-        expected = emulator.expected(stream, start_date=config["start_date"])
-    schema = {"format": "date-time"}
-    with cache.get_sql_engine().connect() as connection:
-        landed = {(row[0], canonical(row[1], schema)) for row in connection.execute(text(f"SELECT sim_sid, start_time FROM usage.{stream}"))}
-    assert expected and landed == {(record["sim_sid"], canonical(record["start_time"], schema)) for record in expected}
+        expected = expected_instants(emulator.expected(stream, start_date=config["start_date"]), stream)
+    landed = {key: values["start_time"] for key, values in landed_instants(cache, "plain", stream).items()}
+    assert expected and landed == expected

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -13,8 +12,8 @@ from source_usage.emulator import Emulator
 from source_usage.emulator.meraki import API_DISABLED, FORBIDDEN, LICENSE_ERROR, NETWORK_NOT_FOUND, MerakiApp
 
 
-def meraki(rate_limits: bool = False, **knobs: Any) -> Emulator:
-    return Emulator(seed=17, rate_limits=rate_limits, vendors=["meraki"], meraki=knobs)
+def meraki(rate_limits: bool = False, virtual_time: bool = False, **knobs: Any) -> Emulator:
+    return Emulator(seed=17, rate_limits=rate_limits, vendors=["meraki"], virtual_time=virtual_time, meraki=knobs)
 
 
 def app_of(emulator: Emulator) -> MerakiApp:
@@ -235,7 +234,7 @@ def test_every_role_at_once_leaves_exactly_the_readable_data_expected() -> None:
 
 
 def test_an_organization_gets_a_burst_of_ten_then_429_with_an_integer_retry_after() -> None:
-    with meraki(rate_limits=True, organizations=2) as emulator:
+    with meraki(rate_limits=True, virtual_time=True, organizations=2) as emulator:
         session = session_for(emulator)
         org_id = app_of(emulator).organizations[0]["id"]
         statuses, refusal = [], None
@@ -244,8 +243,8 @@ def test_an_organization_gets_a_burst_of_ten_then_429_with_an_integer_retry_afte
             statuses.append(response.status_code)
             if response.status_code == 429 and refusal is None:
                 refusal = response
-        assert statuses[:10] == [200] * 10, "the bucket holds ten requests"
-        assert refusal is not None, "then the organization's 10/s refill cannot keep up"
+        assert statuses == [200] * 10 + [429] * 5, "the bucket holds ten requests, and no time passed to refill it"
+        assert refusal is not None
         assert refusal.json() == {"errors": ["API rate limit exceeded for organization"]}
         assert int(refusal.headers["Retry-After"]) >= 1
         assert emulator.stats()["meraki"]["rate_limited_by"]["organization"] >= 1
@@ -253,8 +252,8 @@ def test_an_organization_gets_a_burst_of_ten_then_429_with_an_integer_retry_afte
         assert session.get(f"{emulator.base_url('meraki')}/organizations/{other}/networks", timeout=10).status_code == 200
 
 
-def hammer_sixteen_organizations(emulator: Emulator, per_organization: int) -> float:
-    """`per_organization` requests to each of 16 organizations from 16 threads; returns the seconds it took."""
+def hammer_sixteen_organizations(emulator: Emulator, per_organization: int) -> None:
+    """`per_organization` requests to each of 16 organizations from 16 threads."""
     organizations = [org["id"] for org in app_of(emulator).organizations]
     assert len(organizations) == 16
     base = emulator.base_url("meraki")
@@ -265,16 +264,14 @@ def hammer_sixteen_organizations(emulator: Emulator, per_organization: int) -> f
             session.get(f"{base}/organizations/{org_id}/networks", timeout=10)
 
     threads = [threading.Thread(target=worker, args=(org_id,)) for org_id in organizations]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return time.monotonic() - started
 
 
 def test_sixteen_organizations_within_their_own_budgets_exceed_the_per_ip_budget() -> None:
-    # A long window makes the count exact whatever the machine's speed: 160 requests, 100 allowed.
+    # A long window makes the count exact in real time too: 160 requests, 100 allowed.
     with meraki(rate_limits=True, organizations=16, ip_window_seconds=60) as emulator:
         hammer_sixteen_organizations(emulator, per_organization=10)
 
@@ -284,13 +281,16 @@ def test_sixteen_organizations_within_their_own_budgets_exceed_the_per_ip_budget
 
 
 def test_the_default_per_ip_budget_is_100_requests_in_any_second() -> None:
-    with meraki(rate_limits=True, organizations=16) as emulator:
-        elapsed = hammer_sixteen_organizations(emulator, per_organization=10)
-
-        if elapsed >= 1.0:
-            pytest.skip(f"160 requests took {elapsed:.2f} s here: too slow to fill a one-second window")
+    with meraki(rate_limits=True, virtual_time=True, organizations=16) as emulator:
+        session = session_for(emulator)
+        hammer_sixteen_organizations(emulator, per_organization=10)
         assert emulator.stats()["meraki"]["rate_limited_by"] == {"ip": 60, "organization": 0}
 
+        emulator.pass_time(0.999)
+        assert session.get(f"{emulator.base_url('meraki')}/organizations", timeout=10).status_code == 429, "still the same second"
+        emulator.pass_time(0.001)
+        statuses = [session.get(f"{emulator.base_url('meraki')}/organizations", timeout=10).status_code for _ in range(101)]
+        assert statuses == [200] * 100 + [429], "a second later, another 100"
 
 
 def test_a_thousand_clients_per_network_are_paged_and_expected() -> None:
@@ -314,3 +314,40 @@ def test_the_knobs_come_through_the_sandbox_cli_and_the_control_api_takes_the_op
         listed = requests.get(control, params={"include_unreadable": "true"}, timeout=10).json()
         assert len(readable) == 2 and len(listed) == 3
         assert [org for org in listed if not org["api"]["enabled"]] == [org for org in listed if org not in readable]
+
+
+def test_licenses_expire_relative_to_the_emulators_clock_on_both_sides_of_a_month_by_their_state() -> None:
+    from datetime import timedelta
+
+    from source_usage.emulator.data import parse_iso
+
+    with meraki(organizations=3) as emulator:
+        now = app_of(emulator).now
+        licenses = emulator.expected("meraki_organization_licenses")
+        by_state: Dict[str, List[Any]] = {}
+        for license_ in licenses:
+            expires = parse_iso(license_["expirationDate"])
+            assert parse_iso(license_["claimDate"]) < parse_iso(license_["activationDate"]) < expires
+            by_state.setdefault(license_["state"], []).append(expires - now)
+        assert all(timedelta(days=-201) < left < timedelta(days=-1) for left in by_state["expired"])
+        assert all(timedelta(days=1) < left < timedelta(days=30) for left in by_state["expiring"])
+        others = [left for state, lefts in by_state.items() if state not in ("expired", "expiring") for left in lefts]
+        assert others and all(timedelta(days=44) < left < timedelta(days=402) for left in others)
+        served = read_all(session_for(emulator), f"{emulator.base_url('meraki')}/organizations/{licenses[0]['organizationId']}/licenses")
+        assert {item["id"]: item["expirationDate"] for item in served} == {
+            item["id"]: item["expirationDate"] for item in licenses if item["organizationId"] == licenses[0]["organizationId"]
+        }
+
+
+def test_passing_time_needs_virtual_time_and_the_control_api_does_it() -> None:
+    with meraki(rate_limits=True, organizations=1) as real:
+        with pytest.raises(RuntimeError, match="stopped timer"):
+            real.pass_time(1)
+        assert requests.post(f"{real.url}/_emulator/pass_time?seconds=1", timeout=10).status_code == 409
+    with meraki(rate_limits=True, virtual_time=True, organizations=1) as emulator:
+        session = session_for(emulator)
+        org_id = app_of(emulator).organizations[0]["id"]
+        url = f"{emulator.base_url('meraki')}/organizations/{org_id}/networks"
+        assert [session.get(url, timeout=10).status_code for _ in range(11)] == [200] * 10 + [429]
+        assert requests.post(f"{emulator.url}/_emulator/pass_time?seconds=0.1", timeout=10).json() == {"ok": True}
+        assert [session.get(url, timeout=10).status_code for _ in range(2)] == [200, 429], "a tenth of a second refills one token"

@@ -91,3 +91,29 @@ def test_null_fields_puts_nulls_only_in_nullable_fields_of_about_one_record_in_s
     with twilio(granularity="hour", sims=40) as emulator:
         records = emulator.expected("twilio_supersim_usage_records", start_date=start_date, granularity="hour")
         assert not any(record[field] is None for record in records for field in NULLABLE - {"billed_unit"})
+
+
+def test_hold_until_in_flight_holds_the_first_request_until_a_second_is_in_flight_which_the_concurrency_limit_refuses() -> None:
+    import threading
+
+    with Emulator(seed=19, rate_limits=True, vendors=["twilio"], twilio={"concurrent_requests": 1, "hold_until_in_flight": 2, "hold_seconds": 60}) as emulator:
+        section = emulator.config()["twilio"]
+        start, now, _ = window(days=2)
+        params = {"Group": "sim", "Granularity": "day", "StartTime": stamp(start), "EndTime": stamp(now)}
+        statuses: List[int] = []
+
+        def get() -> None:
+            response = requests.get(section["base_url"] + "/UsageRecords", params=params, auth=(section["account_sid"], section["auth_token"]), timeout=120)
+            statuses.append(response.status_code)
+
+        first = threading.Thread(target=get)
+        first.start()
+        app = emulator.apps["twilio"]
+        while app.in_flight < 1:  # the first request arrived and is held (it cannot be answered before a second comes)
+            first.join(0.01)
+        assert statuses == [], "held"
+        get()  # the second: refused, and it releases the first
+        first.join()
+
+        assert sorted(statuses) == [200, 429]
+        assert emulator.stats()["twilio"]["rate_limited"] == 1 and app.peak_in_flight == 2

@@ -1,18 +1,28 @@
 """The per-source-IP budgets at fleet scale, read from the budget objects the plugins' connections build.
 
 The limits written here are the vendors' documented ones (emnify: 2,000 requests and 100 logins per 5
-minutes per source IP; Meraki: 100 requests/s per source IP, 10 per organization); the tests count calls
-against them with the real clock (acquiring a call takes microseconds) and record waits instead of sleeping.
-Each test uses a host of its own, so the process-wide layers it gets are fresh.
+minutes per source IP; Meraki: 100 requests/s per source IP, 10 per organization). The emnify tests count
+calls against them with the real clock (acquiring 2,000 calls takes milliseconds of a five-minute window) and
+record waits instead of sleeping; the Meraki ones (one-second windows) run the budget on a virtual clock
+(`VirtualClock`: the CDK's rate policies and the budget read it, a wait moves it), so a slow machine
+cannot let a window slide by. Each test uses a host of its own, so the process-wide layers it gets are fresh.
+
+The fleet test (the connector's own budget accounting, where integration_tests/test_fleet.py can only count
+429s that depend on the machine's speed): every request of 12 Meraki organizations, granted by the budget
+the plugin builds, reaches the emulator's limiters at the virtual moment it was granted, and the emulator
+(on the same virtual time) refuses none; without the per-IP layer it refuses some.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import logging
 import re
+from types import SimpleNamespace
 from typing import Any, List
 
+import pyrate_limiter.clocks
 import pytest
 import requests
 
@@ -44,6 +54,27 @@ def prepared(method: str, url: str) -> requests.PreparedRequest:
 
 def emnify_connection(host: str) -> Any:
     return connect("emnify", {"application_token": "fleet-test-application-token", "base_url": f"http://{host}/api/v1"})
+
+
+class VirtualClock:
+    """Time for the connector's budget: the CDK's rate policies (pyrate_limiter's clock) and the budget's own
+    monotonic clock read it; the budget's sleeps move it (and are recorded) instead of sleeping."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1_000_000.0
+        self.waits: List[float] = []
+        monkeypatch.setattr(pyrate_limiter.clocks, "time", lambda: self.now)
+        monkeypatch.setattr("source_usage.framework.budget.time", SimpleNamespace(monotonic=lambda: self.now))
+        monkeypatch.setattr("source_usage.framework.budget.sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    return VirtualClock(monkeypatch)
 
 
 def stop_at_first_wait(monkeypatch: pytest.MonkeyPatch) -> List[float]:
@@ -146,37 +177,92 @@ def test_given_100_emnify_logins_in_five_minutes_when_another_connection_logs_in
 
 
 def test_given_100_meraki_requests_within_a_second_over_eleven_organizations_when_the_101st_is_sent_then_it_waits(
-    monkeypatch: pytest.MonkeyPatch,
+    virtual_clock: VirtualClock,
 ) -> None:
     host = f"meraki-fleet-{next(_hosts)}.invalid:8080"
     budget = budget_of(connect("meraki", {"api_key": "k" * 40, "base_url": f"http://{host}/api/v1"}))
     organizations = [str(600000 + n) for n in range(11)]
-    waits = stop_at_first_wait(monkeypatch)
     for n in range(100):  # 10 per organization for 10 of them: no organization is over its own limit
         budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/{organizations[n % 10]}/networks?n={n}"))
-    assert waits == []
+    assert virtual_clock.waits == []
 
-    with pytest.raises(StopWaiting):
-        budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/{organizations[10]}/networks"))
+    budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/{organizations[10]}/networks"))
 
-    assert len(waits) == 1 and 0 < waits[0] <= 1.1, "the 11th organization's first request waits for the per-IP second"
+    # the 11th organization's first request waits until the first of the 100 leaves the per-IP window
+    # (one second and the client's 6% margin)
+    assert sum(virtual_clock.waits) == pytest.approx(1.06, abs=0.002)
 
 
 def test_given_10_meraki_requests_of_one_organization_when_its_11th_is_sent_then_it_waits_for_the_organization(
-    monkeypatch: pytest.MonkeyPatch,
+    virtual_clock: VirtualClock,
 ) -> None:
     host = f"meraki-fleet-{next(_hosts)}.invalid:8080"
     budget = budget_of(connect("meraki", {"api_key": "k" * 40, "base_url": f"http://{host}/api/v1"}))
-    waits = stop_at_first_wait(monkeypatch)
     for n in range(10):
         budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/600001/licenses?n={n}"))
-    assert waits == []
+    assert virtual_clock.waits == []
 
-    with pytest.raises(StopWaiting):
-        budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/600001/licenses?n=10"))
-    budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/600002/licenses"))  # another organization goes on
+    budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/600001/licenses?n=10"))
+    assert sum(virtual_clock.waits) == pytest.approx(1.02, abs=0.002), "a second and the client's 2% margin"
+    waited = len(virtual_clock.waits)
+    budget.acquire_call(prepared("GET", f"http://{host}/api/v1/organizations/600002/licenses"))
+    assert len(virtual_clock.waits) == waited, "another organization goes on at once"
 
-    assert len(waits) == 1 and 0 < waits[0] <= 1.1
+
+def meraki_fleet_requests(app: Any) -> List[str]:
+    """What a fleet sync asks per network (its clients and their usage), organizations alternating."""
+    networks = [[network["id"] for network in app.networks[org["id"]]] for org in app.organizations]
+    rounds = max(len(ids) for ids in networks)
+    return [
+        f"/networks/{ids[index]}/{route}"
+        for index in range(rounds)
+        for route in ("clients", "clients/usageHistories")
+        for ids in networks
+        if index < len(ids)
+    ]
+
+
+def emulator_statuses_for_budgeted_requests(virtual_clock: VirtualClock, per_ip_layer: bool) -> List[int]:
+    """Every request of a 12-organization fleet granted by the Meraki plugin's budget (optionally without its
+    per-IP layer) and answered by the emulator's limiters at the virtual moment it was granted."""
+    from source_usage.emulator.http import Request
+    from source_usage.emulator.meraki import MerakiApp
+
+    app = MerakiApp(16, 1, True, organizations=12, networks_per_organization=20)
+    app.timer.freeze()
+    host = f"meraki-fleet-{next(_hosts)}.invalid:8080"
+    connection = connect("meraki", {"api_key": app.api_key, "base_url": f"http://{host}/api/v1"})
+    for org in app.organizations:  # what the connector learns from the networks listing
+        connection.organizations_of_networks.learn(app.networks[org["id"]], org["id"])
+    budget = budget_of(connection)
+    if not per_ip_layer:
+        budget.layers = [layer for layer in budget.layers if "per-IP" not in layer.name]
+    statuses, last = [], virtual_clock.now
+    for path in meraki_fleet_requests(app):
+        budget.acquire_call(prepared("GET", f"http://{host}/api/v1{path}"))
+        app.timer.advance(virtual_clock.now - last)  # the request reaches the emulator when it was granted
+        last = virtual_clock.now
+        request = Request("GET", path, {}, {"authorization": f"Bearer {app.api_key}"}, b"", "http://127.0.0.1:1" + app.prefix, prefix=app.prefix)
+        statuses.append(app.handle(request).status)
+    return statuses
+
+
+def test_given_12_meraki_organizations_when_the_plugins_budget_paces_a_fleet_sync_then_the_emulators_real_limits_refuse_nothing(
+    virtual_clock: VirtualClock,
+) -> None:
+    statuses = emulator_statuses_for_budgeted_requests(virtual_clock, per_ip_layer=True)
+
+    assert len(statuses) == 12 * 20 * 2 and 429 not in statuses, Counter(statuses)
+    # 480 requests at 100 per 1.06 s take at least four windows: the per-IP layer did the pacing
+    assert sum(virtual_clock.waits) >= 4 * 1.06 - 0.01
+
+
+def test_given_12_meraki_organizations_when_paced_by_their_own_budgets_alone_then_the_per_ip_limit_refuses_some(
+    virtual_clock: VirtualClock,
+) -> None:
+    statuses = emulator_statuses_for_budgeted_requests(virtual_clock, per_ip_layer=False)
+
+    assert statuses.count(429) > 0, "12 organizations at 10/s each send 120/s: over the per-IP 100/s"
 
 
 # ----- the ideal times the benchmark reports against (computed by the emulators from their own limits) -----

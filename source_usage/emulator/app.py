@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from source_usage.emulator.clock import Timer
 from source_usage.emulator.http import Request, Response
 
 
@@ -57,6 +58,8 @@ class VendorApp(ABC):
         self.lock = threading.RLock()
         self.storm_remaining = 0
         self.counts: Counter = Counter()
+        # What the rate limits and token lifetimes count with: real time unless the Emulator stops it.
+        self.timer = Timer()
 
     @abstractmethod
     def handle(self, request: Request) -> Response:

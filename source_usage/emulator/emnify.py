@@ -36,9 +36,11 @@ yet this month. Days before last month exist but appear in no snapshot.
 Time is a virtual clock (the `Date` header and the usage data follow it): `advance(steps)` moves it
 `step_minutes` per step, so new minutes appear in `last_hour`; in each step a third of the endpoints use
 traffic, which goes to the clock's day (today grows; a new day starts when the clock passes midnight)
-and sets the month's row's `last_updated` to the clock. Tokens live in real time:
-`token_lifetime_seconds` makes the server expire them sooner than their JWT claims (a 401 TokenExpired
-in the middle of a sync).
+and sets the month's row's `last_updated` to the clock. Tokens live on the app's timer (real time unless
+the Emulator runs on virtual time, see clock.py): `token_lifetime_seconds` makes the server expire them
+sooner than their JWT claims (a 401 TokenExpired in the middle of a sync); `token_lifetime_requests`
+expires a token once it has authorised that many requests, whatever the machine's speed (the next
+request with it answers 401 TokenExpired).
 
 `GET /endpoint/{id}/stats/daily?start_date=&end_date=` (`YYYY-MM-DD`; docs.emnify.com endpoint
 "Retrieve daily usage statistics for an endpoint"): no dates, the current month (the 1st to today);
@@ -60,7 +62,7 @@ Knobs (defaults: what the API does when nothing unusual happens):
 
 * `endpoints` (20 x scale), `deleted_endpoints` (0: listed, but their statistics answer 404),
   `max_per_page` (1000), `now` (the clock's start, ISO 8601), `step_minutes` (5), `token_lifetime_seconds`,
-  `application_token`.
+  `token_lifetime_requests`, `application_token`.
 * `last_hour_minutes` (60; the official example has 59): how many minute entries `last_hour` holds.
 * `growing_newest_minute` (False): `last_hour` ends with the minute in progress (the `Date` header's
   minute), whose value is still accumulating: the n-th statistics request that shows it reports
@@ -196,6 +198,7 @@ class EmnifyApp(VendorApp):
         now: Optional[str] = None,
         step_minutes: int = 5,
         token_lifetime_seconds: Optional[float] = None,
+        token_lifetime_requests: Optional[int] = None,
         application_token: str = APPLICATION_TOKEN,
         last_hour_minutes: int = 60,
         growing_newest_minute: bool = False,
@@ -216,6 +219,7 @@ class EmnifyApp(VendorApp):
         self.max_per_page = max(1, min(MAX_PER_PAGE, max_per_page))
         self.step = timedelta(minutes=step_minutes)
         self.token_lifetime_seconds = token_lifetime_seconds
+        self.token_lifetime_requests = token_lifetime_requests
         self.last_hour_minutes = max(1, last_hour_minutes)
         self.growing_newest_minute = growing_newest_minute
         self.out_of_order_updates = out_of_order_updates
@@ -224,7 +228,8 @@ class EmnifyApp(VendorApp):
         self.daily_null_kinds = daily_null_kinds
         self.clock = (parse_iso(now) if now else utc_now()).replace(microsecond=0)
         self.steps_taken = 0
-        self.issued_tokens: Dict[str, float] = {}  # auth token -> monotonic issue time
+        self.issued_tokens: Dict[str, float] = {}  # auth token -> issue time (the app's timer, monotonic)
+        self.token_uses: Counter = Counter()  # auth token -> requests it authorised
         self._token_ids = itertools.count(1)
         count = endpoints if endpoints is not None else 20 * self.scale
         self._ids_taken: set = set()
@@ -245,10 +250,10 @@ class EmnifyApp(VendorApp):
         self.minute_observations: Counter = Counter()
         self.monthly_calls: Counter = Counter()
         self.limited_by: Counter = Counter()
-        self.list_bucket = TokenBucket(rate=10, capacity=5)
-        self.stats_bucket = TokenBucket(rate=100, capacity=50)
-        self.ip_window = RollingWindow(ip_limit, ip_window_seconds)
-        self.auth_window = RollingWindow(auth_limit, auth_window_seconds)
+        self.list_bucket = TokenBucket(rate=10, capacity=5, timer=self.timer)
+        self.stats_bucket = TokenBucket(rate=100, capacity=50, timer=self.timer)
+        self.ip_window = RollingWindow(ip_limit, ip_window_seconds, self.timer)
+        self.auth_window = RollingWindow(auth_limit, auth_window_seconds, self.timer)
 
     # ----- data --------------------------------------------------------------------------------------
 
@@ -729,7 +734,7 @@ class EmnifyApp(VendorApp):
         }
         token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
         with self.lock:
-            self.issued_tokens[token] = time.monotonic()
+            self.issued_tokens[token] = self.timer.monotonic()
         return json_response({"auth_token": token})
 
     def _check_token(self, request: Request) -> Optional[Response]:
@@ -745,8 +750,12 @@ class EmnifyApp(VendorApp):
             return _error(401, 1103, "TokenExpired", "Token expired")
         except jwt.InvalidTokenError:
             return _error(401, 1102, "InvalidToken", "Invalid token")
-        if self.token_lifetime_seconds is not None and time.monotonic() - issued_at > self.token_lifetime_seconds:
+        if self.token_lifetime_seconds is not None and self.timer.monotonic() - issued_at > self.token_lifetime_seconds:
             return _error(401, 1103, "TokenExpired", "Token expired")
+        with self.lock:
+            if self.token_lifetime_requests is not None and self.token_uses[token] >= self.token_lifetime_requests:
+                return _error(401, 1103, "TokenExpired", "Token expired")
+            self.token_uses[token] += 1
         return None
 
     def _endpoint_page(self, request: Request) -> Response:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlencode
+
+from source_usage.emulator.clock import REAL, Timer
 
 
 @dataclass
@@ -70,17 +71,18 @@ def json_response(body: Any, status: int = 200, headers: Optional[List[Tuple[str
 class TokenBucket:
     """A thread-safe token bucket: `rate` tokens per second, holding at most `capacity`."""
 
-    def __init__(self, rate: float, capacity: float) -> None:
+    def __init__(self, rate: float, capacity: float, timer: Timer = REAL) -> None:
         self.rate = rate
         self.capacity = capacity
+        self.timer = timer
         self._tokens = capacity
-        self._updated = time.monotonic()
+        self._updated = timer.monotonic()
         self._lock = threading.Lock()
 
     def take(self) -> Optional[float]:
         """Take one token; None if granted, else the seconds until one is available."""
         with self._lock:
-            now = time.monotonic()
+            now = self.timer.monotonic()
             self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
             if self._tokens >= 1:
@@ -97,9 +99,10 @@ def retry_after_seconds(wait: float) -> str:
 class FixedWindow:
     """N requests per window that starts at the first request and rolls over after `period` seconds."""
 
-    def __init__(self, limit: int, period: float) -> None:
+    def __init__(self, limit: int, period: float, timer: Timer = REAL) -> None:
         self.limit = limit
         self.period = period
+        self.timer = timer
         self._start: Optional[float] = None
         self._used = 0
         self._lock = threading.Lock()
@@ -107,7 +110,7 @@ class FixedWindow:
     def take(self) -> Tuple[bool, int, float]:
         """(granted, remaining, reset epoch seconds)."""
         with self._lock:
-            now = time.time()
+            now = self.timer.time()
             if self._start is None or now >= self._start + self.period:
                 self._start, self._used = now, 0
             granted = self._used < self.limit
@@ -118,23 +121,24 @@ class FixedWindow:
     def exhaust(self, seconds: float) -> None:
         """Use up the window and make it last `seconds` from now (a 429 storm)."""
         with self._lock:
-            now = time.time()
+            now = self.timer.time()
             self._start, self._used = now - self.period + seconds, self.limit
 
 
 class RollingWindow:
     """At most `limit` requests per key in any `period` seconds (a moving window); refusals are not counted."""
 
-    def __init__(self, limit: int, period: float) -> None:
+    def __init__(self, limit: int, period: float, timer: Timer = REAL) -> None:
         self.limit = limit
         self.period = period
+        self.timer = timer
         self._hits: Dict[str, Deque[float]] = {}
         self._lock = threading.Lock()
 
     def take(self, key: str = "") -> Optional[float]:
         """Count one request of `key`; None if granted, else the seconds until the window admits one again."""
         with self._lock:
-            now = time.monotonic()
+            now = self.timer.monotonic()
             hits = self._hits.setdefault(key, deque())
             while hits and hits[0] <= now - self.period:
                 hits.popleft()

@@ -13,6 +13,11 @@ side by side, 160/s by their own budgets, run into it), answered with 429
 `rate_limited_by: {"ip": n, "organization": n}`. The last organization (when there are several) uses
 co-termination licensing and answers the licenses endpoint with 400.
 
+Licenses expire relative to the emulator's clock (`now`, when it was created): by their state, `expired` ones
+2-200 days before today, `expiring` ones 2-28 days after, all others 45-400 days after (activation 425 days
+before the expiration, the claim three days before that); so "licenses expiring within a month" has
+licenses on both sides.
+
 Usage is daily, in kilobytes, for `days` days ending the day before yesterday; `advance()` reveals the
 following day (up to yesterday), so an incremental sync finds new points.
 
@@ -90,6 +95,10 @@ API_DISABLED = (
 FORBIDDEN = "You do not have permission to access this organization"
 LICENSE_ERROR = "Invalid request: perPage must be between 3 and 1000"
 NETWORK_NOT_FOUND = "Network not found"
+LICENSE_STATES = ("active", "expired", "expiring", "recentlyQueued", "unused", "unusedActive")
+# Days from the clock's midnight to a license's expiration, by state (see MerakiApp._expiration).
+LICENSE_EXPIRY_DAYS = {"expired": (-200, -2), "expiring": (2, 28)}
+LICENSE_EXPIRY_DAYS.update({state: (45, 400) for state in LICENSE_STATES if state not in LICENSE_EXPIRY_DAYS})
 ORG_RATE, ORG_BURST = 10, 10  # requests per second per organization, and the bucket they refill
 
 
@@ -213,7 +222,7 @@ class MerakiApp(VendorApp):
             networks.sort(key=lambda network: network["id"])
         self.deleted_networks = self._pick_deleted_networks(deleted_networks)
         self.org_buckets: Dict[str, TokenBucket] = {}
-        self.ip_window = RollingWindow(ip_limit, ip_window_seconds)
+        self.ip_window = RollingWindow(ip_limit, ip_window_seconds, self.timer)
         self.limited_by: Counter = Counter()
 
     # ----- data --------------------------------------------------------------------------------------
@@ -255,6 +264,9 @@ class MerakiApp(VendorApp):
     def _license(self, org_id: str, index: int) -> dict:
         license_id = str(1000000 + stable_int(self.seed, "license", org_id, index, modulo=9000000))
         networks = self.networks[org_id]
+        state = LICENSE_STATES[index % len(LICENSE_STATES)]
+        expiration = self._expiration(license_id, state)
+        activation = expiration - timedelta(days=425)
         return {
             "id": license_id,
             "licenseType": ["MX64-ENT", "MR-ENT", "MS220-8P", "SM"][index % 4],
@@ -262,16 +274,26 @@ class MerakiApp(VendorApp):
             "orderNumber": "4C" + stable_hex(7, self.seed, "order", license_id).upper(),
             "deviceSerial": f"Q234-{stable_hex(4, self.seed, 'dev', license_id).upper()}-5678" if index % 4 != 3 else None,
             "networkId": networks[index % len(networks)]["id"] if networks else None,
-            "state": ["active", "expired", "expiring", "recentlyQueued", "unused", "unusedActive"][index % 6],
+            "state": state,
             "seatCount": 25 if index % 4 == 3 else None,
             "totalDurationInDays": 425,
             "durationInDays": 365,
             "permanentlyQueuedLicenses": [],
-            "claimDate": "2025-08-29T12:40:10Z",
-            "activationDate": "2025-09-01T15:01:46Z",
-            "expirationDate": "2026-10-30T15:01:46Z",
+            "claimDate": iso(activation - timedelta(days=3, hours=2, minutes=21, seconds=36)),
+            "activationDate": iso(activation),
+            "expirationDate": iso(expiration),
             "headLicenseId": None,
         }
+
+    def _expiration(self, license_id: str, state: str) -> datetime:
+        """When a license expires, from the emulator's clock and the license's state: an `expired` one 1-200
+        days ago, an `expiring` one within the next month (2-28 days ahead), every other one 45-400 days
+        ahead; at a seeded second of its day. None falls within a day of now or of a month from now, so
+        "expiring within a month" has licenses on both sides and none at its edge."""
+        low, high = LICENSE_EXPIRY_DAYS[state]
+        days = low + stable_int(self.seed, "expires", license_id, modulo=high - low + 1)
+        second = stable_int(self.seed, "expires-at", license_id, modulo=86400)
+        return midnight(self.now) + timedelta(days=days, seconds=second)
 
     def _pick_deleted_networks(self, count: int) -> set:
         """`count` networks of readable organizations, spread by the seed."""
@@ -578,7 +600,7 @@ class MerakiApp(VendorApp):
         if org_id is None:
             return None
         with self.lock:
-            bucket = self.org_buckets.setdefault(org_id, TokenBucket(rate=ORG_RATE, capacity=ORG_BURST))
+            bucket = self.org_buckets.setdefault(org_id, TokenBucket(rate=ORG_RATE, capacity=ORG_BURST, timer=self.timer))
         wait = bucket.take()
         if wait is None:
             return None

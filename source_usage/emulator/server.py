@@ -10,6 +10,8 @@ tests and tools:
 * `GET  /_emulator/stats`               requests served per vendor and route, and how many got 429
 * `GET  /_emulator/requests`            every request served, when `record_requests` is on (benchmarks)
 * `POST /_emulator/advance?steps=1`     make new usage appear
+* `POST /_emulator/pass_time?seconds=1` let time pass for the rate limits and token lifetimes (only on
+                                         an emulator started with `virtual_time`)
 * `POST /_emulator/faults`              set fault rates: `{"vendor": "meraki" | null, "error_rate": 0.1, ...}`
 * `POST /_emulator/storm?vendor=&count=` answer the next `count` requests of a vendor with 429
 """
@@ -59,6 +61,9 @@ class Emulator:
     """The four vendors on 127.0.0.1, deterministic from `seed` and sized by `scale`.
 
     `knobs` are per vendor, e.g. `meraki={"organizations": 4}`; see each vendor app for what it takes.
+    `virtual_time`: the rate limits and token lifetimes count on stopped timers (source_usage/emulator/
+    clock.py) that move only by `pass_time(seconds)`, so what they refuse does not depend on how fast the
+    machine sends the requests.
     """
 
     def __init__(
@@ -71,11 +76,15 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         record_requests: bool = False,
+        virtual_time: bool = False,
         **knobs: Dict[str, Any],
     ) -> None:
         self.apps: Dict[str, VendorApp] = {
             name: build_app(name, seed, scale, rate_limits, **knobs.get(name, {})) for name in vendors
         }
+        if virtual_time:
+            for app in self.apps.values():
+                app.timer.freeze()
         self.faults: Dict[str, FaultPlan] = {name: faults or FaultPlan() for name in self.apps}
         self._dice = FaultDice(seed)
         self.record_requests = record_requests
@@ -132,6 +141,11 @@ class Emulator:
     def advance(self, steps: int = 1) -> None:
         for app in self.apps.values():
             app.advance(steps)
+
+    def pass_time(self, seconds: float) -> None:
+        """Let `seconds` pass for every vendor's rate limits and token lifetimes (needs `virtual_time`)."""
+        for app in self.apps.values():
+            app.timer.advance(seconds)
 
     def set_faults(self, plan: FaultPlan, vendor: Optional[str] = None) -> None:
         for name in [vendor] if vendor else list(self.apps):
@@ -191,6 +205,12 @@ class Emulator:
             return json_response({"ok": True})
         if method == "POST" and action == "advance":
             self.advance(int((query.get("steps") or ["1"])[0]))
+            return json_response({"ok": True})
+        if method == "POST" and action == "pass_time":
+            try:
+                self.pass_time(float((query.get("seconds") or ["1"])[0]))
+            except (RuntimeError, ValueError) as problem:
+                return json_response({"error": str(problem)}, 409)
             return json_response({"ok": True})
         if method == "POST" and action == "faults":
             values = json.loads(body or b"{}")

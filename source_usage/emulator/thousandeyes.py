@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import base64
 import math
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -171,7 +170,7 @@ class ThousandEyesApp(VendorApp):
             )
         }
         self.account_group_id = self.groups[0]["aid"] if account_group_id is True else account_group_id or None
-        self.window = FixedWindow(REQUESTS_PER_MINUTE, 60.0)
+        self.window = FixedWindow(REQUESTS_PER_MINUTE, 60.0, self.timer)
         self._storm_reset_at = 0.0
         self.served: Deque[ServedRequest] = deque(maxlen=1000)
 
@@ -385,7 +384,7 @@ class ThousandEyesApp(VendorApp):
         reset again rather than a later one.
         """
         with self.lock:
-            now = time.time()
+            now = self.timer.time()
             if now >= self._storm_reset_at:
                 self.window.exhaust(self.storm_reset_seconds)
                 self._storm_reset_at = now + self.storm_reset_seconds
@@ -410,7 +409,7 @@ class ThousandEyesApp(VendorApp):
     def _served(self, request: Request, response: Response) -> Response:
         reset = next((int(value) for name, value in response.headers if name == "X-Organization-Rate-Limit-Reset"), None)
         with self.lock:
-            self.served.append(ServedRequest(time.time(), request.path, response.status, reset))
+            self.served.append(ServedRequest(self.timer.time(), request.path, response.status, reset))
         return response
 
     def _too_many_requests(self, request: Request, remaining: int, reset: float) -> Response:

@@ -17,7 +17,10 @@ The real contract (twilio.com/docs/iot/supersim/api/usage-record-resource, the t
   pending (the last 24 hours of revealed usage). Amounts belong to the period the usage occurred in.
 * With `rate_limits`, more than `concurrent_requests` requests in flight for the account answer 429
   `{"code": 20429, "message": "Too Many Requests"}` (with `Retry-After` only if `retry_after` is set: Twilio
-  does not document one).
+  does not document one). Knob `hold_until_in_flight` (0: off): requests are held (not answered) until
+  that many are in flight together, once, at most `hold_seconds` (30); so a test sees that much
+  concurrency however fast the machine is (with `concurrent_requests` 1 and 2 here, the second request
+  in flight is refused while the first is held).
 
 Data: each SIM's usage per hour, on one network per hour, deterministic from the seed. Day records are
 sums of the hours, so both granularities agree. Usage is revealed up to `hidden_hours` before the
@@ -44,6 +47,7 @@ import calendar
 import hmac
 import random
 import re
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -168,6 +172,8 @@ class TwilioApp(VendorApp):
         retry_after: Optional[int] = None,
         latency: float = 0.0,
         null_fields: bool = False,
+        hold_until_in_flight: int = 0,
+        hold_seconds: float = 30.0,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
         self.null_fields = null_fields
@@ -195,6 +201,12 @@ class TwilioApp(VendorApp):
         self.revealed_until = current_hour - timedelta(hours=hidden_hours)
         self.first_hour = self.revealed_until - days * DAY
         self.in_flight = 0
+        self.hold_until_in_flight = hold_until_in_flight
+        self.hold_seconds = hold_seconds
+        self.peak_in_flight = 0
+        self._released = threading.Event()
+        if hold_until_in_flight <= 1:
+            self._released.set()
         self._hours: Dict[int, List[Usage]] = {}
         self._answers: "OrderedDict[tuple, List[dict]]" = OrderedDict()
 
@@ -398,9 +410,14 @@ class TwilioApp(VendorApp):
         with self.lock:
             self.in_flight += 1
             in_flight = self.in_flight
+            self.peak_in_flight = max(self.peak_in_flight, in_flight)
+            if in_flight >= self.hold_until_in_flight:
+                self._released.set()
         try:
             if self.rate_limits and in_flight > self.concurrent_requests:
                 return self.rate_limited(request)
+            if not self._released.wait(self.hold_seconds):
+                self._released.set()  # the concurrency never came: hold no request again
             if self.latency:
                 time.sleep(self.latency)
             response = self._route(request)

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Hashable, Iterator, List, Mapping, Optional, Set
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, SyncMode
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
@@ -69,9 +69,19 @@ class SyncContext:
         self._lock = threading.Lock()
         self._started = False
         self._ledger: Optional[LedgerCollector] = None
+        self._warned: Set[Hashable] = set()
 
     def register(self, stream: "UsageStream") -> None:
         self._streams[stream.name] = stream
+
+    def warn_once(self, key: Hashable, message: str) -> None:
+        """Logs `message` the first time `key` is seen in this sync (a skipped organization is named once, however
+        many streams and threads meet it)."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        self.logger.warning(message)
 
     @property
     def selected(self) -> List[str]:

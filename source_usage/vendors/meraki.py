@@ -21,7 +21,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, Generic, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -166,7 +166,6 @@ class MerakiDirectory:
         self._networks: OncePerKey[str, List[dict]] = OncePerKey(self._list_networks)
         self._clients: Dict[str, Tuple[datetime, List[str]]] = {}
         self._client_listing: OncePerKey[Tuple[str, str, datetime], List[str]] = OncePerKey(self._list_client_ids)
-        self._warned: Set[str] = set()
         self._lock = threading.Lock()
 
     # organizations
@@ -294,11 +293,7 @@ class MerakiDirectory:
         self.warn_once(f"org/{organization_id}", f"meraki: skipping organization {named}: {reason}")
 
     def warn_once(self, key: str, message: str) -> None:
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        self.sync.logger.warning(message)
+        self.sync.warn_once(("meraki", key), message)
 
     def usage_window_start(self, stream: str, start: Optional[datetime] = None) -> datetime:
         """`start` (default: the sync's start), clamped to the usage the API still keeps (warned once)."""

@@ -203,7 +203,6 @@ class EmnifyDirectory:
         consumers = [name for name in STATS_STREAMS if name in sync.selected] or list(STATS_STREAMS)
         self.snapshots: SharedResponses[str, Mapping[str, Any]] = SharedResponses(self._snapshot, len(consumers))
         self._gone: set = set()
-        self._warned: set = set()
         self._lock = threading.Lock()
         self.authenticator = authenticator
         self.names: Dict[Any, str] = {}  # endpoint id -> name, from the listing (for the usage ledger)
@@ -277,12 +276,7 @@ class EmnifyDirectory:
         )
 
     def warn_once(self, key: str, message: str) -> None:
-        """One warning per key and sync."""
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        self.sync.logger.warning(message)
+        self.sync.warn_once(("emnify", key), message)
 
     def is_gone(self, endpoint_id: Any) -> bool:
         with self._lock:
