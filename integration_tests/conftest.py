@@ -170,11 +170,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-# ----- spreading the tests over xdist workers (`make test`: -n 2 --dist loadgroup) -----------------------
+# ----- spreading the tests over xdist workers ---------------------------------------------------------------
+# `make test` runs -n 2 --dist loadfile: every module stays on one worker, handed out in the order below (the
+# longest first, so that the many short modules after them fill both workers to the end). Under
+# --dist loadgroup the modules in ONE_WORKER still stay on one worker each and every other test is spread
+# on its own.
 
 ONE_WORKER = (
-    # module: why its tests stay on one worker. Longest first: they start first, so that the many short
-    # tests after them fill both workers to the end.
+    # module: why its tests stay on one worker (--dist loadgroup). Longest first.
     ("integration_tests/test_pyairbyte.py", "module fixtures: the warehouses, synced once (a minute and more)"),
     ("integration_tests/test_meltano.py", "Meltano installed and checked once per session"),
     ("integration_tests/test_standard_suite.py", "writes fixed files under integration_tests/.generated/ (locked)"),
@@ -183,7 +186,7 @@ ONE_WORKER = (
     ("integration_tests/test_image.py", "the image, built once per session"),
     ("unit_tests/test_singer.py", "module fixture"),
 )
-"""Every other test is scheduled on its own, on whichever worker is free."""
+"""Under --dist loadgroup every other test is scheduled on its own, on whichever worker is free."""
 
 
 def _module_of(item: pytest.Item) -> str:

@@ -467,7 +467,8 @@ class Process:
 
     def __init__(self, args: Sequence[str]) -> None:
         self.args = list(args)
-        self._lock = threading.Lock()
+        self._wait_lock = threading.Lock()  # one waiter at a time
+        self._signal_lock = threading.Lock()  # a signal is sent only before the process is known to be reaped
 
     def poll(self) -> Optional[int]:
         try:
@@ -514,7 +515,7 @@ class _ForkedProcess(Process):
         self._channel = channel
 
     def wait(self, timeout: Optional[float] = None) -> int:
-        with self._lock:
+        with self._wait_lock:
             if self.returncode is not None:
                 return self.returncode
             self._channel.settimeout(timeout)
@@ -525,13 +526,15 @@ class _ForkedProcess(Process):
             if not report:
                 raise LauncherError(f"the fork server died while {self.args[0]} (pid {self.pid}) ran: {server().log_tail()}")
             result = json.loads(report)
-            self.usage = Usage(result["maxrss_kb"], result["utime"], result["stime"], own=True)
-            self.returncode = os.waitstatus_to_exitcode(result["status"])
-            self._channel.close()
+            with self._signal_lock:
+                self.usage = Usage(result["maxrss_kb"], result["utime"], result["stime"], own=True)
+                self.returncode = os.waitstatus_to_exitcode(result["status"])
+                self._channel.close()
             return self.returncode
 
     def send_signal(self, number: int) -> None:
-        with self._lock:
+        """Safe from any thread, also while another waits (a timer killing a run, as with Popen)."""
+        with self._signal_lock:
             if self.returncode is None:
                 try:
                     self._channel.send(json.dumps({"signal": int(number)}).encode())
@@ -548,7 +551,7 @@ class _ExecProcess(Process):
         self._pidfd = os.pidfd_open(popen.pid)
 
     def wait(self, timeout: Optional[float] = None) -> int:
-        with self._lock:
+        with self._wait_lock:
             if self.returncode is not None:
                 return self.returncode
             ready = selectors.DefaultSelector()
@@ -558,14 +561,16 @@ class _ExecProcess(Process):
                     raise subprocess.TimeoutExpired(self.args, timeout)
             finally:
                 ready.close()
-            _, status, usage = os.wait4(self.pid, 0)
-            self._popen.returncode = self.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
-            self.usage = Usage(usage.ru_maxrss, usage.ru_utime, usage.ru_stime, own=False)
-            os.close(self._pidfd)
+            with self._signal_lock:  # the pid is reaped (and may be reused) and the pidfd closed together
+                _, status, usage = os.wait4(self.pid, 0)
+                self._popen.returncode = self.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+                self.usage = Usage(usage.ru_maxrss, usage.ru_utime, usage.ru_stime, own=False)
+                os.close(self._pidfd)
             return self.returncode
 
     def send_signal(self, number: int) -> None:
-        with self._lock:
+        """Safe from any thread, also while another waits (a timer killing a run, as with Popen)."""
+        with self._signal_lock:
             if self.returncode is None:
                 try:
                     signal.pidfd_send_signal(self._pidfd, number)

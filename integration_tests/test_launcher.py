@@ -350,3 +350,14 @@ def test_given_a_run_that_reads_one_big_body_then_its_peak_rss_shows_the_growth_
 
     # the 32 MiB body is held at least once as bytes and once as the parsed str
     assert padded.usage.peak_rss_mb > plain.usage.peak_rss_mb + 24, (plain.usage, padded.usage)
+
+
+def test_given_a_thread_waiting_on_a_forked_sync_when_another_thread_kills_it_then_both_return(held: HeldSync) -> None:
+    process = held.start()
+    waiter = threading.Thread(target=process.wait, daemon=True)
+    waiter.start()
+
+    process.kill()  # as a timer does while the test waits: never blocked by the waiting thread
+    waiter.join(60)
+
+    assert not waiter.is_alive() and process.returncode == -signal.SIGKILL
