@@ -1,11 +1,11 @@
-"""Loads the Airbyte CDK's pytest hooks for its standard connector test suite, and sets PyAirbyte's
-environment for the whole session."""
+"""Loads the Airbyte CDK's pytest hooks for its standard connector test suite, and keeps PyAirbyte offline.
+
+PyAirbyte reads its switches once, when it is first imported, and any test module of a worker may be the
+first to import it: no registry lookup, no telemetry, no uv-managed environments, for every test.
+"""
 
 import os
 
-# PyAirbyte reads these once, when `airbyte` is first imported, and any test module may be the first to
-# import it (on every xdist worker each one collects them all): so they are set here, before collection.
-# No registry lookup (it is a network call; this machine may be offline), no telemetry, no uv-managed venvs.
 for _name in ("AIRBYTE_OFFLINE_MODE", "DO_NOT_TRACK", "AIRBYTE_NO_UV"):
     os.environ.setdefault(_name, "1")
 

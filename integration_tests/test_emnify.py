@@ -283,6 +283,17 @@ def test_given_days_with_null_or_empty_kinds_and_satellite_endpoints_when_read_t
         assert all(record.get("currency") is None for record in run.records(DAILY) if record["traffic_kind"].startswith("sat_geo"))
 
 
+def test_given_an_api_that_refuses_an_end_date_after_its_today_when_read_then_the_daily_stream_is_exact_with_one_warning() -> None:
+    with Emulator(seed=7, rate_limits=True, vendors=["emnify"], emnify={"endpoints": 6, "daily_refuses_future_end": True}) as emulator:
+        config = emulator.config(start_date=start_date(days_ago=30))
+        catalog = configured_catalog(config, [DAILY])
+
+        run = run_connector("read", config, catalog)
+
+        assert_read_matches_emulator(run, emulator, catalog, holds_records=True, start_date=config["start_date"])
+        assert len([line for line in run.logs("WARN") if "asking up to today" in line]) == 1
+
+
 def test_given_both_the_daily_and_the_monthly_stream_when_read_together_then_each_months_days_add_up_to_its_monthly_volume() -> None:
     with Emulator(seed=8, rate_limits=True, vendors=["emnify"], record_requests=True, emnify={"endpoints": 15}) as emulator:
         config = emulator.config(start_date=start_date(days_ago=90))

@@ -3,7 +3,7 @@
 Meltano is installed from the package index once, outside the test, into `.meltano-venv/` at the repository
 root (git-ignored), and reused by later runs: the venv holds Meltano, its `meltano-sys/` folder the plugins
 `meltano install` put there (tap-usage editable from this checkout, target-jsonl), refreshed when meltano.yml
-or setup.py change. CI can pre-install it the same way (docs/notes/tests.md). Without the package index the
+or setup.py change. CI pre-installs it the same way (.ci/run). Without the package index the
 test skips with the reason, unless SOURCE_USAGE_REQUIRE_MELTANO=1.
 
 Each test runs a fresh project (a copy of meltano.yml whose `pip_url` points at this repository) with its own

@@ -563,7 +563,7 @@ def test_given_a_database_whose_time_zone_is_not_utc_when_synced_twice_through_o
     "time zone` columns, and instants in columns pandas takes for dates (names ending in _time or _at, or `date`) are "
     "converted to the session's time zone before landing, others (ts, expirationDate) keep UTC: on a database whose "
     "TimeZone is not UTC the two disagree. Use source_usage.pyairbyte.PostgresCache, or run the database in UTC "
-    "(docs/notes/destinations.md). An XPASS here means a PyAirbyte release fixed it.",
+    "(README, \"Use with PyAirbyte\"). An XPASS here means a PyAirbyte release fixed it.",
 )
 def test_given_a_database_whose_time_zone_is_not_utc_then_the_plain_pyairbyte_cache_lands_instants_as_utc(postgres: PostgresServer, new_york: str, tmp_path: Path) -> None:
     cache = new_york_cache(PlainPostgresCache, postgres, new_york, "plain", tmp_path / "pyairbyte")

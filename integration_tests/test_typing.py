@@ -36,7 +36,7 @@ SINGER_TOOLS = REPO / ".singer-tools"
 CHECK_TAP = SINGER_TOOLS / "bin" / "singer-check-tap"
 TAP = str(Path(sys.executable).parent / "tap-usage")
 
-# The instants of every stream, from the vendors' references (see docs/notes/typing.md), as dotted paths.
+# The instants of every stream, from the vendors' references (see docs/typing.md), as dotted paths.
 # Each must be declared `format: date-time` + `airbyte_type: timestamp_with_timezone`, and nothing else may be.
 INSTANTS: Dict[str, Set[str]] = {
     "meraki_organizations": set(),  # getOrganizations: no timestamps

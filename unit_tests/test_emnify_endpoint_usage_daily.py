@@ -36,6 +36,7 @@ from unit_tests.emnify_fixtures import (  # noqa: F401  (fixtures: fresh_process
 from unit_tests.helpers import error_messages, final_state, log_lines, read_streams, records, template
 
 TODAY = datetime.now(timezone.utc).date()
+LAST_DAY = TODAY + timedelta(days=1)  # the last day asked for: emnify's calendar day may run ahead of our UTC one
 INVALID_RANGE = {"error_code": 1301, "error_token": "InvalidQueryCriteria", "message": "Invalid query criteria"}
 
 
@@ -111,8 +112,17 @@ def test_given_a_saved_date_when_synced_incrementally_then_each_endpoint_is_aske
         mock_api(mock)
         read_streams(emnify_config(**section), [DAILY], state={DAILY: saved({166: days_ago(1), 167: days_ago(1), 170: days_ago(1)})})
 
-    assert sorted(daily_windows(mock)) == [(endpoint_id, days_ago(first).isoformat(), TODAY.isoformat()) for endpoint_id in (166, 167, 170)]
+    assert sorted(daily_windows(mock)) == [(endpoint_id, days_ago(first).isoformat(), LAST_DAY.isoformat()) for endpoint_id in (166, 167, 170)]
     assert stats_requests(mock) == [], "the daily series needs no snapshot"
+
+
+def test_given_a_saved_date_of_tomorrow_when_synced_then_it_is_believed_without_a_warning() -> None:
+    with requests_mock.Mocker() as mock:
+        mock_api(mock, listed=endpoints(166))
+        output = read_streams(emnify_config(), [DAILY], state={DAILY: saved({166: LAST_DAY})})
+
+    assert daily_windows(mock) == [(166, (LAST_DAY - timedelta(days=2)).isoformat(), LAST_DAY.isoformat())]
+    assert [line for line in log_lines(output, "WARN") if "later than now" in line] == []
 
 
 def test_given_no_saved_date_when_synced_then_each_endpoint_is_asked_from_the_start_date() -> None:
@@ -120,7 +130,7 @@ def test_given_no_saved_date_when_synced_then_each_endpoint_is_asked_from_the_st
         mock_api(mock, listed=endpoints(166))
         read_streams(emnify_config(start_date=midnight(days_ago(5))), [DAILY])
 
-    assert daily_windows(mock) == [(166, days_ago(5).isoformat(), TODAY.isoformat())]
+    assert daily_windows(mock) == [(166, days_ago(5).isoformat(), LAST_DAY.isoformat())]
 
 
 def test_given_a_start_date_after_the_saved_date_minus_the_lookback_when_synced_then_the_start_date_wins() -> None:
@@ -128,7 +138,7 @@ def test_given_a_start_date_after_the_saved_date_minus_the_lookback_when_synced_
         mock_api(mock, listed=endpoints(166))
         read_streams(emnify_config(start_date=midnight(days_ago(1))), [DAILY], state={DAILY: saved({166: days_ago(1)})})
 
-    assert daily_windows(mock) == [(166, days_ago(1).isoformat(), TODAY.isoformat())]
+    assert daily_windows(mock) == [(166, days_ago(1).isoformat(), LAST_DAY.isoformat())]
 
 
 def test_given_only_the_snapshot_streams_when_synced_then_no_daily_series_is_requested() -> None:
@@ -164,26 +174,59 @@ def test_given_a_range_the_api_refuses_when_synced_then_the_rest_of_the_sync_ask
         (last_month.isoformat(), (this_month - timedelta(days=1)).isoformat()),
         (this_month.isoformat(), TODAY.isoformat()),
     ]
-    assert daily_windows(mock) == [(166, month_before.isoformat(), TODAY.isoformat())] + [(166, *window) for window in by_month] + [
-        (167, *window) for window in by_month
-    ]
+    # Refused up to tomorrow, then up to today (either could be what emnify objects to), then month by month.
+    assert daily_windows(mock) == [
+        (166, month_before.isoformat(), LAST_DAY.isoformat()),
+        (166, month_before.isoformat(), TODAY.isoformat()),
+    ] + [(166, *window) for window in by_month] + [(167, *window) for window in by_month]
     assert [line for line in log_lines(output, "WARN") if "refused" in line] == [
-        f"{DAILY}: emnify refused the range {month_before} to {TODAY}; asking month by month from now on"
+        f"{DAILY}: emnify refused the range {month_before} to {LAST_DAY}; asking up to today ({TODAY}) from now on",
+        f"{DAILY}: emnify refused the range {month_before} to {TODAY}; asking month by month from now on",
     ]
     assert kinds(output) == [(endpoint_id, first, "data") for endpoint_id in (166, 167) for first, _ in by_month]
     assert error_messages(output) == []
 
 
+def test_given_an_api_that_refuses_an_end_date_after_its_today_when_synced_then_every_day_up_to_today_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_USAGE_MAX_WORKERS", "1")  # endpoint 166 first, then 167
+
+    def refuse_the_future(request: Any, context: Any) -> Any:
+        query = parse_qs(urlsplit(request.url).query)
+        if date.fromisoformat(query["end_date"][0]) > TODAY:
+            context.status_code = 422
+            return INVALID_RANGE
+        return [day(days_ago(2), data=data_usage("1.0", "0.5", "0.5")), day(TODAY, sms=None, data=data_usage("2.0", "1.0", "1.0"))]
+
+    with requests_mock.Mocker() as mock:
+        mock_api(mock, listed=endpoints(166, 167))
+        for endpoint_id in (166, 167):
+            mock_daily(mock, endpoint_id, refuse_the_future)
+        output = read_streams(emnify_config(start_date=midnight(days_ago(3))), [DAILY])
+
+    assert daily_windows(mock) == [
+        (166, days_ago(3).isoformat(), LAST_DAY.isoformat()),
+        (166, days_ago(3).isoformat(), TODAY.isoformat()),
+        (167, days_ago(3).isoformat(), TODAY.isoformat()),
+    ]
+    assert kinds(output) == [(endpoint_id, on.isoformat(), "data") for endpoint_id in (166, 167) for on in (days_ago(2), TODAY)]
+    assert [line for line in log_lines(output, "WARN") if "refused" in line] == [
+        f"{DAILY}: emnify refused the range {days_ago(3)} to {LAST_DAY}; asking up to today ({TODAY}) from now on"
+    ]
+    assert error_messages(output) == []
+
+
 def test_given_a_one_month_range_the_api_refuses_when_synced_then_the_stream_fails_saying_so() -> None:
     if TODAY.day == 1:
-        pytest.skip("on the 1st of a month the only range within the month is a single day (tested below)")
+        pytest.skip("from yesterday to today crosses a month: refused, it is asked month by month (tested above)")
     with requests_mock.Mocker() as mock:
         mock_api(mock, listed=endpoints(166))
         mock.get("https://cdn.emnify.net/api/v1/endpoint/166/stats/daily", status_code=422, json=INVALID_RANGE)
         output = read_streams(emnify_config(start_date=midnight(days_ago(1))), [DAILY], expect_failure=True)
 
     assert error_messages(output)[0] == f"emnify: GET endpoint/166/stats/daily refused the range {days_ago(1)} to {TODAY} (422 InvalidQueryCriteria)"
-    assert len(daily_requests(mock)) == 1, "nothing shorter to ask"
+    assert daily_windows(mock) == [(166, days_ago(1).isoformat(), LAST_DAY.isoformat()), (166, days_ago(1).isoformat(), TODAY.isoformat())], (
+        "up to tomorrow, up to today, then nothing shorter to ask"
+    )
 
 
 def test_given_a_single_day_the_api_refuses_when_synced_then_the_stream_fails_saying_so() -> None:
@@ -216,12 +259,12 @@ def test_given_a_422_that_is_not_invalid_query_criteria_when_synced_then_the_str
 
 
 def test_given_days_outside_the_requested_window_when_synced_then_they_are_dropped() -> None:
-    entries = [day(days_ago(offset), data=data_usage("1", "0.5", "0.5")) for offset in (5, 4, 3, 0, -1)]
+    entries = [day(days_ago(offset), data=data_usage("1", "0.5", "0.5")) for offset in (5, 4, 3, 0, -1, -2)]
     with requests_mock.Mocker() as mock:
         mock_api(mock, listed=endpoints(166), daily={166: entries})
         output = read_streams(emnify_config(start_date=midnight(days_ago(4))), [DAILY])
 
-    assert [record["date"] for record in records(output, DAILY)] == [days_ago(4).isoformat(), days_ago(3).isoformat(), TODAY.isoformat()]
+    assert [record["date"] for record in records(output, DAILY)] == [days_ago(4).isoformat(), days_ago(3).isoformat(), TODAY.isoformat(), LAST_DAY.isoformat()]
 
 
 def test_given_null_or_empty_kinds_when_synced_then_they_produce_no_record() -> None:

@@ -12,9 +12,10 @@ import os
 
 import pytest
 
-pytest.importorskip("airbyte", reason="PyAirbyte is the demo extra")
+# PyAirbyte reads these once, when it is first imported (importorskip imports it).
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+pytest.importorskip("airbyte", reason="PyAirbyte is the demo extra")
 
 import sqlalchemy  # noqa: E402
 from airbyte._processors.sql.postgres import PostgresSqlProcessor  # noqa: E402

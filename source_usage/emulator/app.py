@@ -50,6 +50,7 @@ class VendorApp(ABC):
     name: str
     prefix: str  # the path the vendor is served under, e.g. "/meraki/api/v1"
     streams: tuple  # the connector streams whose records this vendor can list
+    limit_names: tuple = ()  # the rate limits it counts 429s by, reported as stats()["rate_limited_by"]
 
     def __init__(self, seed: int, scale: int, rate_limits: bool) -> None:
         self.seed = seed
@@ -58,6 +59,7 @@ class VendorApp(ABC):
         self.lock = threading.RLock()
         self.storm_remaining = 0
         self.counts: Counter = Counter()
+        self.limited_by: Counter = Counter()  # 429s per limit (one of limit_names)
         # What the rate limits and token lifetimes count with: real time unless the Emulator stops it.
         self.timer = Timer()
 
@@ -114,11 +116,15 @@ class VendorApp(ABC):
                 by_route.setdefault(route, {})[str(status)] = total
             requests = sum(self.counts.values())
             limited = sum(total for (_, status), total in self.counts.items() if status == 429)
-            return {"requests": requests, "rate_limited": limited, "by_route": by_route}
+            stats: Dict[str, Any] = {"requests": requests, "rate_limited": limited, "by_route": by_route}
+            if self.limit_names:
+                stats["rate_limited_by"] = {name: self.limited_by[name] for name in self.limit_names}
+            return stats
 
     def reset_stats(self) -> None:
         with self.lock:
             self.counts.clear()
+            self.limited_by.clear()
 
     # ----- for the benchmark ------------------------------------------------------------------------
 

@@ -76,6 +76,8 @@ Knobs (defaults: what the API does when nothing unusual happens):
   page has been served and before a later page is (the first time), so offset pagination shifts and a
   client skips as many live endpoints; each page's `X-Total-Count`/`X-Total-Pages` are those of the
   moment it is served. The deleted endpoints answer 404 to their statistics.
+* `daily_refuses_future_end` (False): a daily-series `end_date` after the clock's day is refused with 422
+  1301 InvalidQueryCriteria instead of being capped at today (the reference says neither).
 * `daily_history_days` (200), `daily_volumes_as_numbers` (False), `daily_null_kinds` (False: on a
   listed day a kind without traffic is reported as null or as an empty object `{}` instead of zeros),
   `satellite_endpoints` (0: endpoints that also report `sat_geo_data` and `sat_geo_sms`).
@@ -186,6 +188,7 @@ class EmnifyApp(VendorApp):
     name = "emnify"
     prefix = "/emnify/api/v1"
     streams = ("emnify_endpoints", "emnify_endpoint_usage_monthly", "emnify_endpoint_usage_last_hour", "emnify_endpoint_usage_daily")
+    limit_names = ("ip", "authentication", "path", "monthly_quota")
 
     def __init__(
         self,
@@ -213,6 +216,7 @@ class EmnifyApp(VendorApp):
         daily_volumes_as_numbers: bool = False,
         daily_null_kinds: bool = False,
         satellite_endpoints: int = 0,
+        daily_refuses_future_end: bool = False,
     ) -> None:
         super().__init__(seed, scale, rate_limits)
         self.application_token = application_token
@@ -226,6 +230,7 @@ class EmnifyApp(VendorApp):
         self.monthly_quota = monthly_quota
         self.daily_volumes_as_numbers = daily_volumes_as_numbers
         self.daily_null_kinds = daily_null_kinds
+        self.daily_refuses_future_end = daily_refuses_future_end
         self.clock = (parse_iso(now) if now else utc_now()).replace(microsecond=0)
         self.steps_taken = 0
         self.issued_tokens: Dict[str, float] = {}  # auth token -> issue time (the app's timer, monotonic)
@@ -249,7 +254,6 @@ class EmnifyApp(VendorApp):
         self._seed_usage()
         self.minute_observations: Counter = Counter()
         self.monthly_calls: Counter = Counter()
-        self.limited_by: Counter = Counter()
         self.list_bucket = TokenBucket(rate=10, capacity=5, timer=self.timer)
         self.stats_bucket = TokenBucket(rate=100, capacity=50, timer=self.timer)
         self.ip_window = RollingWindow(ip_limit, ip_window_seconds, self.timer)
@@ -579,13 +583,7 @@ class EmnifyApp(VendorApp):
         stats = super().stats()
         with self.lock:
             stats["monthly_calls"] = self.monthly_calls[self.clock.strftime("%Y-%m")]
-            stats["rate_limited_by"] = {name: self.limited_by[name] for name in ("ip", "authentication", "path", "monthly_quota")}
         return stats
-
-    def reset_stats(self) -> None:
-        super().reset_stats()
-        with self.lock:
-            self.limited_by.clear()
 
     # ----- for the benchmark -----------------------------------------------------------------------------
 
@@ -881,6 +879,8 @@ class EmnifyApp(VendorApp):
                 nested = {"error_code": 1403, "error_token": "InvalidFormat", "message": f"Statistics - {name} has invalid format: Expecting YYYY-MM-DD"}
                 return _error(422, 1400, "InputValidationFailed", "Input validation failed", errors=[nested])
         start, end = dates.get("start_date"), dates.get("end_date")
+        if end and end > today and self.daily_refuses_future_end:
+            return _error(422, 1301, "InvalidQueryCriteria", f"Search criteria end_date={end.isoformat()} is invalid: it is in the future")
         if start and end:
             if start > end or end >= _add_months(start, DAILY_MAX_MONTHS):
                 message = (

@@ -116,6 +116,7 @@ class MerakiApp(VendorApp):
         "meraki_client_usage_histories",
         "meraki_organization_licenses",
     )
+    limit_names = ("ip", "organization")
 
     def __init__(
         self,
@@ -223,7 +224,6 @@ class MerakiApp(VendorApp):
         self.deleted_networks = self._pick_deleted_networks(deleted_networks)
         self.org_buckets: Dict[str, TokenBucket] = {}
         self.ip_window = RollingWindow(ip_limit, ip_window_seconds, self.timer)
-        self.limited_by: Counter = Counter()
 
     # ----- data --------------------------------------------------------------------------------------
 
@@ -416,17 +416,6 @@ class MerakiApp(VendorApp):
 
     def connector_config(self, base_url: str) -> Dict[str, Any]:
         return {"api_key": self.api_key, "base_url": base_url}
-
-    def stats(self) -> Dict[str, Any]:
-        stats = super().stats()
-        with self.lock:
-            stats["rate_limited_by"] = {"ip": self.limited_by["ip"], "organization": self.limited_by["organization"]}
-        return stats
-
-    def reset_stats(self) -> None:
-        super().reset_stats()
-        with self.lock:
-            self.limited_by.clear()
 
     # ----- for the benchmark -----------------------------------------------------------------------------
 

@@ -13,6 +13,13 @@ endpoint. The reference states no maximum for a range with both dates: if the AP
 (422 InvalidQueryCriteria), the rest of the sync asks month by month instead. Days outside the requested
 window are dropped, so a day is emitted once per sync whatever the API's reading of a range.
 
+The last day asked for is tomorrow by our UTC clock, not today: the reference does not say in which time
+zone emnify dates its days, and a vendor's clock or calendar day can run ahead of ours (a zone east of UTC,
+or a few minutes of skew at midnight). A day that does not exist yet is simply not in the answer, and a
+saved date up to a day ahead of our clock is believed, not clamped. Nor does the reference say whether an
+`end_date` after emnify's today is accepted: if a window reaching past our today is refused (422
+InvalidQueryCriteria), it is asked again ending today, and the rest of the sync asks up to today only.
+
 Incremental on `date`, per endpoint, re-reading `daily_lookback_days` (default 2) before the saved date:
 late records can still change those days. A day older than the lookback is not read again, so it is final.
 """
@@ -39,6 +46,7 @@ from source_usage.framework.windows import parse_timestamp
 KINDS = ("data", "sms", "sat_geo_data", "sat_geo_sms")
 UNITS = {"data": "MB", "sms": "SMS", "sat_geo_data": "MB", "sat_geo_sms": "SMS"}
 WINDOW_MONTHS = 6
+DAY_AHEAD = timedelta(days=1)  # how far emnify's calendar day may run ahead of our UTC clock
 INVALID_QUERY_CRITERIA = 1301
 
 DateWindow = Tuple[date, date]  # both ends included
@@ -111,6 +119,7 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
         self.directory = directory
         self.lookback = lookback
         self._month_by_month = threading.Event()  # the API refused a longer range once: ask month by month
+        self._up_to_today = threading.Event()  # the API refused a range ending after our today once
         self._refused: Set[Tuple[Any, DateWindow]] = set()
         self.endpoint = Endpoint(
             "endpoint/{endpoint_id}/stats/daily",
@@ -124,7 +133,7 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
     feeds_ledger = True
 
     def make_cursor(self) -> PerPartitionCursor:
-        return PerPartitionCursor("date", ["endpoint_id"])
+        return PerPartitionCursor("date", ["endpoint_id"], clock=lambda: datetime.now(timezone.utc) + DAY_AHEAD)
 
     def ledger_rows(self, record: Mapping[str, Any]) -> Iterator[dict]:
         from source_usage.vendors.emnify.statistics import kind_rows
@@ -147,11 +156,18 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
         if self.directory.is_gone(partition["endpoint_id"]):
             return  # its statistics answered 404 in this sync: deleted after it was listed
         today = datetime.now(timezone.utc).date()
-        pending = date_windows(self.first_day(partition, run), today, by_calendar_month=self._month_by_month.is_set())
+        last_day = today if self._up_to_today.is_set() else (datetime.now(timezone.utc) + DAY_AHEAD).date()
+        pending = date_windows(self.first_day(partition, run), last_day, by_calendar_month=self._month_by_month.is_set())
         while pending:
             window = pending.pop(0)
             yield from self.vendor.records(self.endpoint, {**partition, "window": window})
             if (partition["endpoint_id"], window) not in self._refused:
+                continue
+            if window[1] > today:  # perhaps only for reaching past emnify's today: ask up to ours
+                if not self._up_to_today.is_set():
+                    self._up_to_today.set()
+                    run.logger.warning(f"{self.name}: emnify refused the range {window[0]} to {window[1]}; asking up to today ({today}) from now on")
+                pending = date_windows(window[0], today, by_calendar_month=self._month_by_month.is_set())
                 continue
             last = pending[-1][1] if pending else window[1]
             pending = date_windows(window[0], last, by_calendar_month=True)
