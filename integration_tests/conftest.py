@@ -1,4 +1,5 @@
-"""Integration tests run the real console script as a subprocess against the emulator on 127.0.0.1.
+"""Integration tests run the real console script as a process of its own against the emulator on 127.0.0.1
+(started by integration_tests/launcher.py: forked from a server with the connector imported, or exec'd).
 
 The image tests (marked `image`: integration_tests/test_image.py and the standard suite's
 `test_docker_image_*`) run the connector in its Docker image instead, built once per session by the
@@ -20,6 +21,7 @@ from typing import Dict, Iterator, List, NoReturn, Optional
 
 import pytest
 
+from integration_tests import launcher
 from source_usage.emulator import Emulator
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -166,13 +168,85 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "image: runs the connector's Docker image (needs a Docker engine; `make test-image` runs only these)"
     )
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # --dist loadfile hands the modules out in our order (LONGEST_FIRST)
 
 
+# ----- spreading the tests over xdist workers ---------------------------------------------------------------
+# `make test` runs -n 2 --dist loadfile: every module runs whole on one worker. A worker takes the next
+# module when it is nearly done with its own; the modules are handed out longest first (LONGEST_FIRST, from
+# the measured wall times of the suite), so that the many short ones at the end fill both workers to the
+# end instead of one long module starting last. (xdist's own order, most tests first, is switched off in
+# pytest_configure.) Under --dist loadgroup the modules in ONE_WORKER stay on one worker each and every other
+# test is spread on its own.
+
+LONGEST_FIRST = (
+    "integration_tests/test_image.py",  # builds the image (minutes) when a Docker engine runs; else skipped at once
+    "integration_tests/test_pyairbyte.py",
+    "integration_tests/test_hostile.py",
+    "integration_tests/test_launcher.py",
+    "integration_tests/test_demo.py",
+    "integration_tests/test_emnify.py",
+    "integration_tests/test_commands.py",
+    "integration_tests/test_meltano.py",
+    "unit_tests/test_emulator_emnify.py",
+    "integration_tests/test_example_plugin.py",
+    "integration_tests/test_signals.py",
+    "integration_tests/test_fleet.py",
+    "integration_tests/test_reliability.py",
+    "unit_tests/test_emulator_meraki.py",
+    "integration_tests/test_singer.py",
+    "integration_tests/test_thousandeyes.py",
+    "integration_tests/test_twilio.py",
+    "integration_tests/test_report_browser.py",
+    "integration_tests/test_typing.py",
+    "integration_tests/test_meraki.py",
+    "integration_tests/test_ledger.py",
+)
+"""Then the other integration modules, then the other unit test modules, each in collection order."""
+
+ONE_WORKER = (
+    # module: why its tests stay on one worker under --dist loadgroup.
+    ("integration_tests/test_pyairbyte.py", "module fixtures: the warehouses, synced once (a minute and more)"),
+    ("integration_tests/test_meltano.py", "Meltano installed and checked once per session"),
+    ("integration_tests/test_standard_suite.py", "writes fixed files under integration_tests/.generated/ (locked)"),
+    ("integration_tests/test_typing.py", "module fixtures: one full read, its catalog and schemas"),
+    ("integration_tests/test_meraki.py", "module fixtures: emulators synced once"),
+    ("integration_tests/test_image.py", "the image, built once per session"),
+    ("unit_tests/test_singer.py", "module fixture"),
+)
+"""Under --dist loadgroup every other test is scheduled on its own, on whichever worker is free."""
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """The standard suite's image tests (`test_docker_image_*`) count as image tests too."""
+    """The standard suite's image tests (`test_docker_image_*`) count as image tests too. The modules in
+    ONE_WORKER get an xdist group each (--dist loadgroup keeps a group on one worker). The tests are ordered
+    module by module: LONGEST_FIRST, then the other integration tests, then the unit tests."""
+    groups = {module for module, _ in ONE_WORKER}
+    rank = {module: position for position, module in enumerate(LONGEST_FIRST)}
     for item in items:
         if item.name.startswith("test_docker_image"):
             item.add_marker(pytest.mark.image)
+        if _module_of(item) in groups:
+            item.add_marker(pytest.mark.xdist_group(_module_of(item)))
+
+    def order(indexed: tuple) -> tuple:
+        position, item = indexed
+        module = _module_of(item)
+        tier = rank.get(module, len(LONGEST_FIRST) + (0 if module.startswith("integration_tests/") else 1))
+        return (tier, position)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=order)]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop this process's fork server (the launcher's), so that it and its children are reaped here."""
+    launcher.shutdown()
 
 
 _image_outcomes: Dict[str, str] = {}

@@ -1,11 +1,14 @@
-"""Runs the real `source-usage` console script against the emulator and inspects what it printed."""
+"""Runs the real `source-usage` console script against the emulator and inspects what it printed.
+
+Each run is its own process started by integration_tests/launcher.py: forked from a server that has the
+connector imported already (the installed script itself then runs in it), or a real exec of the script with
+`real_exec=True` or SOURCE_USAGE_TEST_EXEC=1."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -13,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from integration_tests import launcher
 from source_usage.source import SourceUsage
 
 CONNECTOR = str(Path(sys.executable).parent / "source-usage")
@@ -92,7 +96,10 @@ def run_connector(
     timeout: float = 600,
     env: Optional[Mapping[str, str]] = None,
     extra_args: Sequence[str] = (),
+    real_exec: bool = False,
 ) -> Run:
+    """`source-usage <command>` with these files, the test process's environment plus `env`; the process is
+    forked from the launcher's server unless `real_exec` (the installed executable, exec'd)."""
     with tempfile.TemporaryDirectory() as folder:
         args = [CONNECTOR, command]
         for name, content in (("config", config), ("catalog", catalog), ("state", state)):
@@ -100,13 +107,7 @@ def run_connector(
                 path = Path(folder) / f"{name}.json"
                 path.write_text(json.dumps(content))
                 args += [f"--{name}", str(path)]
-        completed = subprocess.run(
-            [*args, *extra_args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {})},
-        )
+        completed = launcher.run([*args, *extra_args], timeout=timeout, env={**os.environ, **(env or {})}, real_exec=real_exec)
     messages = []
     for line in completed.stdout.splitlines():
         line = line.strip()

@@ -11,9 +11,9 @@ answer just well enough for the connector to sync a little data (shapes from
 /work/shared/vendor-contracts.md); a test then adds the one route that attacks, and gets the config section
 that points the connector at the server.
 
-`connector()` runs the real `source-usage` (or `tap-usage`) as a subprocess and returns its parsed output
-(the harness' `Run`), how long it took and its own peak RSS (from `wait4`, so no other child process of the
-test session counts).
+`connector()` runs the real `source-usage` (or `tap-usage`) as a process of its own (through
+integration_tests/launcher.py) and returns its parsed output (the harness' `Run`), how long it took and its
+own peak RSS (from `wait4`, so no other child process of the test session counts).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
+from integration_tests import launcher
 from integration_tests.harness import Run
 
 BIN = Path(sys.executable).parent
@@ -519,22 +519,14 @@ class Outcome:
         return self.run.logs("WARN", "WARNING")
 
 
-def execute(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, timeout: float = 300) -> Tuple[int, str, str, float, float]:
-    """Runs `argv`; (exit code, stdout, stderr, seconds, peak RSS in MB of that process alone)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        process = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=child_environment(env))
-        killer = threading.Timer(timeout, process.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            killer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
-        seconds = time.monotonic() - started
-        out.seek(0)
-        err.seek(0)
-        return process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), seconds, usage.ru_maxrss / 1024
+def execute(
+    argv: Sequence[str], env: Optional[Mapping[str, str]] = None, timeout: float = 300, real_exec: bool = False
+) -> Tuple[int, str, str, float, float]:
+    """Runs `argv` (killed after `timeout`); (exit code, stdout, stderr, seconds, peak RSS in MB of that
+    process: its own when forked by the launcher; exec'd (`real_exec`, SOURCE_USAGE_TEST_EXEC=1), an upper
+    bound that also covers the test process's resident memory when it spawned the child)."""
+    done = launcher.run(argv, env=child_environment(env), stdin=launcher.DEVNULL, timeout=timeout, kill_on_timeout=True, real_exec=real_exec)
+    return done.returncode, done.stdout, done.stderr, done.seconds, done.usage.peak_rss_mb
 
 
 def parse_messages(stdout: str) -> List[dict]:
@@ -559,6 +551,7 @@ def connector(
     env: Optional[Mapping[str, str]] = None,
     extra_args: Sequence[str] = (),
     timeout: float = 300,
+    real_exec: bool = False,
 ) -> Outcome:
     """`source-usage <command>` with the given files (`state_text` is written verbatim)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -573,7 +566,7 @@ def connector(
                 path = Path(folder) / f"{name}.json"
                 path.write_text(text)
                 argv += [f"--{name}", str(path)]
-        code, stdout, stderr, seconds, rss = execute([*argv, *extra_args], env, timeout)
+        code, stdout, stderr, seconds, rss = execute([*argv, *extra_args], env, timeout, real_exec)
     return Outcome(Run(code, parse_messages(stdout), stdout, stderr), seconds, rss)
 
 

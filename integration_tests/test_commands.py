@@ -36,7 +36,7 @@ LISTINGS = {"meraki_organizations", "meraki_networks", "meraki_network_clients",
 
 
 def test_spec_marks_every_secret_and_exposes_exactly_the_documented_keys() -> None:
-    run = run_connector("spec")
+    run = run_connector("spec", real_exec=True)
     assert run.returncode == 0
     [spec] = [message["spec"] for message in run.messages if message["type"] == "SPEC"]
     properties = spec["connectionSpecification"]["properties"]
@@ -74,7 +74,7 @@ def test_spec_assembled_from_the_plugins_equals_the_published_spec_for_the_four_
 
 
 def test_check_succeeds_against_every_vendor(emulator: Emulator) -> None:
-    run = run_connector("check", emulator.config())
+    run = run_connector("check", emulator.config(), real_exec=True)
     assert run.returncode == 0
     assert run.connection_status == {"status": "SUCCEEDED"}
 
@@ -95,7 +95,7 @@ def test_check_reports_each_rejected_credential_on_its_own_line(emulator: Emulat
 
 
 def test_discover_lists_only_the_configured_vendors_streams(emulator: Emulator) -> None:
-    everything = run_connector("discover", emulator.config())
+    everything = run_connector("discover", emulator.config(), real_exec=True)
     names = {stream["name"] for message in everything.messages if message["type"] == "CATALOG" for stream in message["catalog"]["streams"]}
     assert names == USAGE_STREAMS | LISTINGS
 
@@ -122,7 +122,7 @@ def test_discover_declares_primary_keys_and_cursors(emulator: Emulator) -> None:
 def test_full_read_of_every_stream_equals_what_the_emulator_holds(emulator: Emulator) -> None:
     config = emulator.config(start_date=start_date())
     catalog = configured_catalog(config)
-    run = run_connector("read", config, catalog)
+    run = run_connector("read", config, catalog, real_exec=True)
 
     assert_read_matches_emulator(run, emulator, catalog, start_date=config["start_date"])
     assert_state_messages_count_the_records_before_them(run.messages)

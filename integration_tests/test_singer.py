@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import pytest
 
+from integration_tests import launcher
 from integration_tests.harness import (
     all_stream_names,
     assert_records_match,
@@ -76,7 +76,7 @@ def run_tap(
                 path = Path(folder) / f"{option.strip('-')}.json"
                 path.write_text(json.dumps(content))
                 command += [option, str(path)]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ})
+        completed = launcher.run(command, timeout=300, env={**os.environ})
     return TapRun(completed.returncode, completed.stdout, completed.stderr)
 
 
