@@ -7,7 +7,7 @@
 #   make image BASE_IMAGE=<image>   ... FROM another base, e.g. the one `make local-base-image` builds
 #   make local-base-image           build that base offline from Debian's packages (root, debootstrap)
 #   make test-image                 run only the image tests
-# Mutation testing (mutmut; see docs/notes/mutation.md):
+# Mutation testing (mutmut; see the README, "Tests"):
 #   make mutate                     mutate source_usage/framework, run the unit tests on each mutant, print the score
 #   make mutate SCOPE=vendors       the same for source_usage/vendors
 #   make mutate ARGS="diffs"        the diff of every mutant not killed nor listed in mutation/survivors.md
