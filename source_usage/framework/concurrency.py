@@ -253,15 +253,17 @@ class VendorFeed:
                 if producer.silent:
                     self._run_silently(producer)
                     continue
-                events = None
                 try:
-                    events = producer.events()  # inside the try: building the stream's run can fail too
+                    events = producer.events()  # building the stream's run can fail too
+                except BaseException as error:  # raised where the CDK reads this stream
+                    self._channel.put((producer.name, Failure(error)))
+                    continue
+                try:
                     for event in events:
                         self._channel.put((producer.name, event))
                     self._channel.put((producer.name, Ended()))
                 except Stopped:
-                    if events is not None:
-                        events.close()  # type: ignore[attr-defined]
+                    events.close()  # type: ignore[attr-defined]
                     return
                 except BaseException as error:  # raised where the CDK reads this stream
                     self._channel.put((producer.name, Failure(error)))
