@@ -155,8 +155,9 @@ class EmnifyEndpointUsageDaily(UsageStream[PerPartitionCursor]):
     def read_partition(self, partition: Partition, run: StreamRun[PerPartitionCursor]) -> Iterator[dict]:
         if self.directory.is_gone(partition["endpoint_id"]):
             return  # its statistics answered 404 in this sync: deleted after it was listed
-        today = datetime.now(timezone.utc).date()
-        last_day = today if self._up_to_today.is_set() else (datetime.now(timezone.utc) + DAY_AHEAD).date()
+        now = datetime.now(timezone.utc)
+        today = now.date()
+        last_day = today if self._up_to_today.is_set() else (now + DAY_AHEAD).date()
         pending = date_windows(self.first_day(partition, run), last_day, by_calendar_month=self._month_by_month.is_set())
         while pending:
             window = pending.pop(0)
