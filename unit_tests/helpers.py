@@ -85,3 +85,7 @@ def error_messages(output: EntrypointOutput) -> List[str]:
 
 def log_lines(output: EntrypointOutput, *levels: str) -> List[str]:
     return [message.log.message for message in output.logs if not levels or message.log.level.value in levels]
+
+
+def warnings(output: EntrypointOutput) -> List[str]:
+    return log_lines(output, "WARN")

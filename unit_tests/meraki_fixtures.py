@@ -94,6 +94,11 @@ def mock_dashboard(
     return network_ids
 
 
+def one_organization(mock: requests_mock.Mocker, **options: Any) -> List[str]:
+    """The dashboard of `mock_dashboard` with only the first organization."""
+    return mock_dashboard(mock, organizations=template("meraki", "organizations")[:1], **options)
+
+
 def query_of(request: Any) -> Dict[str, List[str]]:
     """The query of a recorded request, names and values as sent (requests-mock's `qs` lowercases them)."""
     return parse_qs(urlsplit(request.url).query)

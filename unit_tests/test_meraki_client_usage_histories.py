@@ -15,13 +15,14 @@ import requests_mock
 from airbyte_cdk.models import SyncMode
 
 from source_usage.framework.budget import MovingWindowLayer
-from unit_tests.helpers import error_messages, final_state, log_lines, read_streams, records, template
+from unit_tests.helpers import error_messages, final_state, read_streams, records, template, warnings
 from unit_tests.meraki_fixtures import (
     BASE,
     BRANCHES,
     HEAD_OFFICE,
     frozen,  # noqa: F401  (fixture)
     meraki_config,
+    one_organization,
     mock_dashboard,
     only,
     query_of,
@@ -33,9 +34,6 @@ STREAM = "meraki_client_usage_histories"
 pytestmark = pytest.mark.usefixtures("frozen")
 
 
-def one_organization(mock: requests_mock.Mocker, **options: Any) -> List[str]:
-    return mock_dashboard(mock, organizations=template("meraki", "organizations")[:1], **options)
-
 
 def serve_usage(mock: requests_mock.Mocker, body: Any, network: str = "N_0", **response: Any) -> None:
     mock.get(f"{BASE}/networks/{network}/clients/usageHistories", json=body, **response)
@@ -45,9 +43,6 @@ def usage_of(points: List[dict], client: str = "k74272e") -> List[dict]:
     """One client's usage history (the template's first client) with these points."""
     return [{**template("meraki", "usage_histories")[0], "clientId": client, "usageHistory": points}]
 
-
-def warnings(output: Any) -> List[str]:
-    return log_lines(output, "WARN")
 
 
 # ----- records ---------------------------------------------------------------------------------------

@@ -3,19 +3,20 @@ whose keys the usage stream reuses."""
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import pytest
 import requests_mock
 from airbyte_cdk.models import SyncMode
 
-from unit_tests.helpers import error_messages, log_lines, read_streams, records, template
+from unit_tests.helpers import error_messages, read_streams, records, template, warnings
 from unit_tests.meraki_fixtures import (
     BASE,
     BRANCHES,
     HEAD_OFFICE,
     frozen,  # noqa: F401  (fixture)
     meraki_config,
+    one_organization,
     mock_dashboard,
     only,
     query_of,
@@ -27,12 +28,6 @@ STREAM = "meraki_network_clients"
 pytestmark = pytest.mark.usefixtures("frozen")
 
 
-def one_organization(mock: requests_mock.Mocker) -> None:
-    mock_dashboard(mock, organizations=template("meraki", "organizations")[:1])
-
-
-def warnings(output: Any) -> List[str]:
-    return log_lines(output, "WARN")
 
 
 def test_given_clients_when_listed_then_they_carry_their_network_and_organization() -> None:

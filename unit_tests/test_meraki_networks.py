@@ -3,12 +3,12 @@ networks (and organizations) the usage streams read, and every shard reads the l
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 import requests_mock
 
-from unit_tests.helpers import error_messages, log_lines, read_streams, records, template
+from unit_tests.helpers import error_messages, read_streams, records, template, warnings
 from unit_tests.meraki_fixtures import (
     BASE,
     BRANCHES,
@@ -30,9 +30,6 @@ def without_nulls(record: dict) -> dict:
     """A record as it arrives: the CDK's serializer leaves null fields out of a record's JSON."""
     return {key: value for key, value in record.items() if value is not None}
 
-
-def warnings(output: Any) -> List[str]:
-    return log_lines(output, "WARN")
 
 
 def test_given_networks_when_read_then_each_is_emitted_with_its_organization() -> None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import pytest
 import requests_mock
 
-from unit_tests.helpers import error_messages, log_lines, read_streams, records, template
+from unit_tests.helpers import error_messages, read_streams, records, template, warnings
 from unit_tests.meraki_fixtures import (
     BASE,
     BRANCHES,
     HEAD_OFFICE,
     frozen,  # noqa: F401  (fixture)
     meraki_config,
+    one_organization,
     mock_dashboard,
     query_of,
     requests_to,
@@ -23,12 +24,6 @@ STREAM = "meraki_organization_licenses"
 pytestmark = pytest.mark.usefixtures("frozen")
 
 
-def one_organization(mock: requests_mock.Mocker) -> None:
-    mock_dashboard(mock, organizations=template("meraki", "organizations")[:1])
-
-
-def warnings(output: Any) -> List[str]:
-    return log_lines(output, "WARN")
 
 
 def test_given_per_device_licensing_when_read_then_every_field_is_kept_plus_the_organization() -> None:

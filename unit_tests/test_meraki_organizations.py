@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import pytest
 import requests_mock
 
-from unit_tests.helpers import error_messages, log_lines, read_streams, records, template
+from unit_tests.helpers import error_messages, read_streams, records, template, warnings
 from unit_tests.meraki_fixtures import (
     BASE,
     BRANCHES,
@@ -23,9 +23,6 @@ STREAM = "meraki_organizations"
 EVERY_STREAM = ["meraki_organizations", "meraki_networks", "meraki_network_clients", "meraki_client_usage_histories", "meraki_organization_licenses"]
 pytestmark = pytest.mark.usefixtures("frozen")
 
-
-def warnings(output: Any) -> List[str]:
-    return log_lines(output, "WARN")
 
 
 def with_api(organization: dict, enabled: bool) -> dict:

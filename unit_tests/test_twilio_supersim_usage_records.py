@@ -15,7 +15,7 @@ import pytest
 import requests_mock
 from airbyte_cdk.models import SyncMode, Type
 
-from unit_tests.helpers import error_messages, final_state, log_lines, read_streams, records, stream_states, template
+from unit_tests.helpers import error_messages, final_state, read_streams, records, stream_states, template, warnings
 from unit_tests.meraki_fixtures import freeze_clock
 from unit_tests.twilio_fixtures import (
     SIM_A,
@@ -34,9 +34,6 @@ from unit_tests.twilio_fixtures import (
 
 pytestmark = pytest.mark.usefixtures("frozen")
 
-
-def warnings(output: Any) -> List[str]:
-    return log_lines(output, "WARN")
 
 
 def read(config: Any, state: Optional[dict] = None, mode: SyncMode = SyncMode.incremental, expect_failure: bool = False) -> Any:
